@@ -1,0 +1,1 @@
+"""Data pipeline: filtering, deduplication, classification and packing of document shards."""

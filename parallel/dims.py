@@ -1,0 +1,104 @@
+"""Parallel degrees, validated up front, and the one DeviceMesh every other piece slices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "tp")
+"""Mesh dimension names, outermost first (pipeline stages across nodes, TP innermost)."""
+
+
+@dataclass
+class ParallelDims:
+    """How `world_size` ranks split into pipeline x replicate x shard x tensor groups."""
+
+    dp_replicate: int = 1
+    """Data-parallel replicas that hold full copies of the (FSDP-sharded) state (HSDP outer dim)."""
+    dp_shard: int = -1
+    """FSDP shard degree; -1 = whatever is left of world_size after the other degrees."""
+    tp: int = 1
+    """Tensor (and sequence) parallel degree."""
+    pp: int = 1
+    """Pipeline-parallel stages."""
+    world_size: int = 1
+    """Number of ranks in the job."""
+    _mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        named = {"dp_replicate": self.dp_replicate, "tp": self.tp, "pp": self.pp}
+        for name, value in named.items():
+            if value < 1:
+                raise ValueError(f"parallel.{name}={value} must be >= 1")
+        others = self.dp_replicate * self.tp * self.pp
+        if self.dp_shard == -1:
+            if self.world_size % others:
+                raise ValueError(
+                    f"world_size={self.world_size} is not divisible by dp_replicate*tp*pp="
+                    f"{self.dp_replicate}*{self.tp}*{self.pp}={others}, so parallel.dp_shard=-1 "
+                    "cannot be inferred"
+                )
+            self.dp_shard = self.world_size // others
+        if self.dp_shard < 1:
+            raise ValueError(f"parallel.dp_shard={self.dp_shard} must be >= 1 or -1 (auto)")
+        product = others * self.dp_shard
+        if product != self.world_size:
+            raise ValueError(
+                f"parallel degrees pp*dp_replicate*dp_shard*tp = {self.pp}*{self.dp_replicate}*"
+                f"{self.dp_shard}*{self.tp} = {product} but world_size={self.world_size}"
+            )
+
+    @property
+    def dp_size(self) -> int:
+        """Number of distinct data-parallel batches per step."""
+        return self.dp_replicate * self.dp_shard
+
+    @property
+    def fsdp_enabled(self) -> bool:
+        return self.dp_shard > 1
+
+    @property
+    def dp_enabled(self) -> bool:
+        return self.dp_size > 1
+
+    @property
+    def tp_enabled(self) -> bool:
+        return self.tp > 1
+
+    @property
+    def pp_enabled(self) -> bool:
+        return self.pp > 1
+
+    def build_mesh(self, device_type: str) -> DeviceMesh:
+        """Mesh over the enabled dims, plus flattened `dp` (data loading, loss) and `fsdp` views."""
+        degrees = dict(zip(MESH_DIMS, (self.pp, self.dp_replicate, self.dp_shard, self.tp), strict=True))
+        names = tuple(n for n, d in degrees.items() if d > 1) or ("dp_shard",)
+        mesh = init_device_mesh(device_type, tuple(degrees[n] for n in names), mesh_dim_names=names)
+        dp_names = tuple(n for n in ("dp_replicate", "dp_shard") if n in names)
+        if len(dp_names) > 1:
+            mesh[dp_names]._flatten("dp")
+        self._mesh = mesh
+        return mesh
+
+    @property
+    def mesh(self) -> DeviceMesh:
+        if self._mesh is None:
+            raise RuntimeError("call build_mesh() first")
+        return self._mesh
+
+    def dp_mesh(self) -> DeviceMesh | None:
+        """Mesh of the ranks that see different data (None when there is one data stream)."""
+        if not self.dp_enabled:
+            return None
+        if self.dp_replicate > 1 and self.dp_shard > 1:
+            return self.mesh["dp"]
+        return self.mesh["dp_replicate" if self.dp_replicate > 1 else "dp_shard"]
+
+    def fsdp_mesh(self) -> DeviceMesh | None:
+        """1-D shard mesh, or 2-D (replicate, shard) for HSDP."""
+        if not self.dp_enabled:
+            return None
+        if self.dp_replicate > 1 and self.dp_shard > 1:
+            return self.mesh["dp_replicate", "dp_shard"]
+        return self.mesh["dp_replicate" if self.dp_replicate > 1 else "dp_shard"]

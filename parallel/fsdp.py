@@ -1,0 +1,35 @@
+"""FSDP2 (`fully_shard`) over the data-parallel mesh: one unit per block, then the root."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+
+def apply_fsdp(
+    model: nn.Module,
+    mesh: DeviceMesh,
+    *,
+    param_dtype: torch.dtype = torch.float32,
+    reduce_dtype: torch.dtype = torch.float32,
+    reshard_after_forward: bool = True,
+) -> nn.Module:
+    """Shard `model` in place. A 2-D mesh (replicate, shard) gives HSDP.
+
+    Each block is its own unit so only one block's full parameters live at a time; the embedding
+    and the final norm+output are units of their own because they are the largest tensors of
+    small-vocab-heavy models. The last unit is not resharded after forward: backward needs it
+    straight away.
+    """
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
+    kw = {"mesh": mesh, "mp_policy": mp}
+    if getattr(model, "tok_embeddings", None) is not None:
+        fully_shard(model.tok_embeddings, reshard_after_forward=reshard_after_forward, **kw)
+    for block in model.layers.values():
+        fully_shard(block, reshard_after_forward=reshard_after_forward, **kw)
+    if getattr(model, "norm", None) is not None and getattr(model, "output", None) is not None:
+        fully_shard([model.norm, model.output], reshard_after_forward=False, **kw)
+    fully_shard(model, reshard_after_forward=reshard_after_forward, **kw)
+    return model

@@ -1,0 +1,41 @@
+"""Grad-norm clipping and seeding that stay correct when parameters are DTensors."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch.distributed.tensor import DTensor
+
+
+@torch.no_grad()
+def clip_grad_norm_(
+    parameters: Iterable[torch.nn.Parameter], max_norm: float, norm_type: float = 2.0
+) -> torch.Tensor:
+    """Clip gradients to `max_norm` (<= 0 disables clipping) and return the total norm.
+
+    With FSDP/TP the grads are DTensors: the per-shard norms are reduced over their mesh by
+    `full_tensor()`, so every rank gets the same global norm and scales by the same factor.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, norm_type=norm_type)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(grads, max_norm, total)
+    return total
+
+
+def set_determinism(seed: int, *, deterministic: bool) -> None:
+    """Seed every RNG the same on all ranks (model init must agree before sharding)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False

@@ -1,0 +1,1 @@
+"""Llama 3 style model, trainer and tokenizer."""

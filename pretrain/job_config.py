@@ -1,0 +1,150 @@
+"""Typed schema of the trainer's Hydra config: every key, its default and what it is for.
+
+`configs/train.yaml` and its groups fill these in; an unknown or mistyped key is an error at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    """Run directory: resolved config.yaml, metrics.jsonl, tb/, checkpoints/ (DESIGN.md)."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "llama3_debug"
+    """Named shape from pretrain.configs (llama3_debug, llama3_8b, llama3_70b, llama3_405b)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """ModelArgs fields replaced on top of the named shape, e.g. {vocab_size: 8192, n_layers: 2}."""
+
+
+@dataclass
+class DataConfig:
+    path: str = "???"
+    """Directory of packed training shards (output of `andes-data pack`, with manifest.json)."""
+    seq_len: int = 2048
+    """Tokens per training sequence; must equal the shards' seq_len."""
+    tokenizer: str | None = None
+    """Tokenizer the shards were packed with (tiktoken ranks file; None = Llama 3's), for sampling."""
+    shuffle: bool = True
+    """Visit sequences in a seeded random order (a new permutation every epoch)."""
+
+
+@dataclass
+class ValidationConfig:
+    path: str | None = None
+    """Packed shards to compute validation loss on; None disables validation."""
+    interval: int = 100
+    """Run validation every this many steps (and after the last step)."""
+    steps: int = 4
+    """Global batches per validation run (fewer if the set is smaller)."""
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 100
+    """Optimizer steps to train for."""
+    seed: int = 0
+    """Seed of model init and data order; the same seed gives the same run in any layout."""
+    global_batch_size: int = 8
+    """Sequences per optimizer step, summed over data-parallel ranks and accumulation."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward on one rank; accumulation = global / (micro * dp)."""
+    max_norm: float = 1.0
+    """Gradient-norm clipping threshold; <= 0 disables clipping (the norm is still logged)."""
+    dtype: str = "float32"
+    """Compute dtype: float32 or bfloat16 (params and optimizer state stay fp32)."""
+    deterministic: bool = True
+    """Use deterministic kernels where PyTorch has them."""
+    sample_prompt: str | None = None
+    """If set, rank 0 prints a greedy continuation of this prompt after training."""
+    sample_tokens: int = 48
+    """How many tokens to sample after `sample_prompt`."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4
+    """Peak learning rate."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas (Llama 3 paper: 0.9, 0.95)."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay on matrices; norms (1-D params) are never decayed."""
+    decay_embeddings: bool = True
+    """Also decay the input embedding (Megatron and Llama do; some recipes don't)."""
+
+
+@dataclass
+class LRConfig:
+    schedule: str = "cosine"
+    """cosine (warmup then cosine to min) | wsd (warmup, stable, decay) | constant (after warmup)."""
+    warmup_steps: int = 10
+    """Linear warmup from ~0 to the peak."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    decay_fraction: float = 0.2
+    """wsd: fraction of all steps spent in the final decay."""
+    decay_shape: str = "linear"
+    """wsd: shape of the final decay: linear | sqrt | cosine."""
+
+
+@dataclass
+class ParallelConfig:
+    dp_replicate: int = 1
+    """HSDP replicas (outer data-parallel dim)."""
+    dp_shard: int = -1
+    """FSDP shard degree; -1 = the rest of the world size."""
+    tp: int = 1
+    """Tensor + sequence parallel degree."""
+    pp: int = 1
+    """Pipeline stages."""
+    pp_schedule: str = "1F1B"
+    """Pipeline schedule name (torch.distributed.pipelining)."""
+    reshard_after_forward: bool = True
+    """FSDP: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2)."""
+
+
+@dataclass
+class CheckpointConfig:
+    enabled: bool = False
+    """Save DCP checkpoints under run.dir/checkpoints and resume from the latest."""
+    interval: int = 500
+    """Steps between checkpoints."""
+
+
+@dataclass
+class MetricsConfig:
+    log_interval: int = 10
+    """Log a metrics line (stdout, metrics.jsonl, TensorBoard) every this many steps."""
+    tensorboard: bool = True
+    """Write TensorBoard events under run.dir/tb."""
+    peak_tflops: float | None = None
+    """Per-device peak TFLOP/s for MFU; None = looked up from the GPU name (unknown/CPU: no MFU)."""
+
+
+@dataclass
+class TrainConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lr: LRConfig = field(default_factory=LRConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+def register_configs() -> None:
+    """Make the schema available to train.yaml's defaults list as `train_schema`."""
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
