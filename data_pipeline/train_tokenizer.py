@@ -24,7 +24,11 @@ MIN_MERGES = 256
 
 def byte_level_to_bytes() -> dict[str, int]:
     """Invert the GPT-2 byte-level alphabet HF uses: printable bytes map to themselves, the rest to 256+n."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     mapping = {chr(b): b for b in printable}
     unprintable = [b for b in range(256) if b not in mapping.values()]
     mapping.update({chr(256 + n): b for n, b in enumerate(unprintable)})
@@ -94,9 +98,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, output: Path, min_fre
     return write_tiktoken_ranks(ranks, Path(output))
 
 
-def iter_parquet_texts(paths: list[Path], column: str = "text", max_chars: int | None = None) -> Iterator[str]:
-    """Yield the column's strings in file order, stopping after max_chars characters."""
-    budget = max_chars if max_chars is not None else float("inf")
+def iter_parquet_texts(
+    paths: list[Path], column: str = "text", max_chars: int | None = None
+) -> Iterator[str]:
+    """Yield the column's non-empty strings in file order, stopping after max_chars characters."""
+    remaining = max_chars
     for path in paths:
         file = pq.ParquetFile(path)
         names = file.schema_arrow.names
@@ -106,10 +112,11 @@ def iter_parquet_texts(paths: list[Path], column: str = "text", max_chars: int |
             for text in batch.column(0).to_pylist():
                 if not text:
                     continue
-                if len(text) >= budget:
-                    yield text[: int(budget)]
-                    return
-                budget -= len(text)
+                if remaining is not None:
+                    if len(text) >= remaining:
+                        yield text[:remaining]
+                        return
+                    remaining -= len(text)
                 yield text
 
 

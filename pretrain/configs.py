@@ -106,7 +106,12 @@ _MODELS: dict[str, ModelArgs] = {
     ),
     # Small enough to train on two CPU cores; keeps GQA (2 query heads per kv head).
     "llama3_debug": ModelArgs(
-        dim=256, n_layers=4, n_heads=8, n_kv_heads=4, multiple_of=64, ffn_dim_multiplier=None,
+        dim=256,
+        n_layers=4,
+        n_heads=8,
+        n_kv_heads=4,
+        multiple_of=64,
+        ffn_dim_multiplier=None,
         max_seq_len=2048,
     ),
 }
@@ -134,5 +139,3 @@ def get_model_config(name: str, **overrides: object) -> ModelArgs:
     if isinstance(overrides.get("rope_scaling"), dict):
         overrides["rope_scaling"] = RopeScaling(**overrides["rope_scaling"])  # type: ignore[arg-type]
     return replace(args, **overrides)
-
-

@@ -45,7 +45,9 @@ class PackedDataset:
             )
         self.manifest = json.loads(manifest_path.read_text())
         if self.manifest.get("format") != PACKED_FORMAT:
-            raise ValueError(f"{manifest_path}: format {self.manifest.get('format')!r}, expected {PACKED_FORMAT!r}")
+            raise ValueError(
+                f"{manifest_path}: format {self.manifest.get('format')!r}, expected {PACKED_FORMAT!r}"
+            )
         if self.manifest["seq_len"] != seq_len:
             raise ValueError(
                 f"data.seq_len={seq_len} but {self.path} was packed with seq_len={self.manifest['seq_len']}"

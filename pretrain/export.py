@@ -56,8 +56,11 @@ def hf_config(args: ModelArgs, *, bos_token_id: int | None = None, eos_token_id:
     if args.rope_scaling is not None:
         s = args.rope_scaling
         rope = {
-            "rope_type": "llama3", "rope_theta": args.rope_theta, "factor": s.factor,
-            "low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
+            "rope_type": "llama3",
+            "rope_theta": args.rope_theta,
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
             "original_max_position_embeddings": s.original_max_seq_len,
         }
     return {

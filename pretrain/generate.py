@@ -24,7 +24,9 @@ def generate(
     args = model.args
     max_len = min(args.max_seq_len, len(prompt) + max_new_tokens)
     if len(prompt) >= max_len:
-        raise ValueError(f"prompt of {len(prompt)} tokens leaves no room below max_seq_len={args.max_seq_len}")
+        raise ValueError(
+            f"prompt of {len(prompt)} tokens leaves no room below max_seq_len={args.max_seq_len}"
+        )
     param = next(model.parameters())
     caches = [
         KVCache(1, max_len, args.kv_heads, args.head_dim, dtype=param.dtype, device=param.device)

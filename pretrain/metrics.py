@@ -78,9 +78,15 @@ def _finite_or_none(v: float | None) -> float | None:
 def format_line(r: dict) -> str:
     """Compact console line; absent or null values are left out."""
     fmt = {
-        "loss": "loss {:.4f}", "val_loss": "val_loss {:.4f}", "lr": "lr {:.2e}",
-        "grad_norm": "gnorm {:.3f}", "tokens_per_s": "tok/s {:,.0f}", "tflops": "tflops {:.2f}",
-        "mfu": "mfu {:.1%}", "mem_gib": "mem {:.2f}GiB", "data_wait_s": "data_wait {:.3f}s",
+        "loss": "loss {:.4f}",
+        "val_loss": "val_loss {:.4f}",
+        "lr": "lr {:.2e}",
+        "grad_norm": "gnorm {:.3f}",
+        "tokens_per_s": "tok/s {:,.0f}",
+        "tflops": "tflops {:.2f}",
+        "mfu": "mfu {:.1%}",
+        "mem_gib": "mem {:.2f}GiB",
+        "data_wait_s": "data_wait {:.3f}s",
     }
     parts = [f"step {r['step']:>6}"]
     parts += [f.format(r[k]) for k, f in fmt.items() if r.get(k) is not None]

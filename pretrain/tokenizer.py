@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import tiktoken
@@ -44,9 +45,12 @@ LLAMA3_NAMED_SPECIAL_TOKENS = (
 MAX_PIECE_CHARS = 400_000
 MAX_RUN_CHARS = 25_000
 
-_LONG_RUN = re.compile(
-    rf"(?<!\S)\S{{{MAX_RUN_CHARS + 1}}}\S*|(?<!\s)\s{{{MAX_RUN_CHARS + 1}}}\s*"
-)
+_SPACE = re.compile(r"\s")
+_NON_SPACE = re.compile(r"\S")
+_THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+# Any run longer than MAX_RUN_CHARS covers a whole aligned block, so normal text costs two short
+# searches per block instead of a regex pass over every character.
+_BLOCK_CHARS = MAX_RUN_CHARS // 2
 # Ends at the last point before a space/tab that follows a non-space, or after a line break that precedes
 # a non-space. No match of the Llama 3 regex spans such a point and no lookahead that decides a match
 # reaches across it, so cutting there never changes the ids. (Python's \S is a subset of the regex
@@ -65,6 +69,28 @@ def llama3_special_tokens(num_base_tokens: int, num_reserved: int = 256) -> dict
     return {name: num_base_tokens + i for i, name in enumerate(names)}
 
 
+def long_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Yield (start, end) of each run of more than MAX_RUN_CHARS whitespace or non-whitespace chars."""
+    run_end = 0
+    for block in range(0, len(text) - _BLOCK_CHARS + 1, _BLOCK_CHARS):
+        if block < run_end:
+            continue
+        head_start = max(0, block - _BLOCK_CHARS)
+        if _NON_SPACE.search(text, block, block + _BLOCK_CHARS) is None:
+            head = text[head_start:block]
+            start = block - (len(head) - len(head.rstrip()))
+            after = _NON_SPACE.search(text, block)
+        elif _SPACE.search(text, block, block + _BLOCK_CHARS) is None:
+            last_space = _THROUGH_LAST_SPACE.match(text, head_start, block)
+            start = last_space.end() if last_space else head_start
+            after = _SPACE.search(text, block)
+        else:
+            continue
+        run_end = after.start() if after else len(text)
+        if run_end - start > MAX_RUN_CHARS:
+            yield start, run_end
+
+
 def split_for_tiktoken(text: str) -> list[str]:
     """Cut text into pieces tiktoken can encode, at points that leave the ids unchanged where possible.
 
@@ -75,11 +101,11 @@ def split_for_tiktoken(text: str) -> list[str]:
     if len(text) <= MAX_RUN_CHARS:
         return [text]
     cuts = [0]
-    for run in _LONG_RUN.finditer(text):
-        cuts.extend(range(run.start() + MAX_RUN_CHARS, run.end(), MAX_RUN_CHARS))
+    for start, end in long_runs(text):
+        cuts.extend(range(start + MAX_RUN_CHARS, end, MAX_RUN_CHARS))
     cuts.append(len(text))
     pieces = []
-    for start, end in zip(cuts, cuts[1:]):
+    for start, end in pairwise(cuts):
         while end - start > MAX_PIECE_CHARS:
             safe = _LAST_SAFE_CUT.match(text, start, start + MAX_PIECE_CHARS)
             cut = safe.end() if safe else start + MAX_PIECE_CHARS
@@ -134,9 +160,10 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: str | Path | None = None, num_reserved_special_tokens: int = 256) -> Tokenizer:
         """Load a tiktoken ranks file; None loads the Llama 3 model shipped in llama-models."""
+        reserved = num_reserved_special_tokens
         if path is None:
-            return cls(shipped_llama3_model(), name="llama3", num_reserved_special_tokens=num_reserved_special_tokens)
-        return cls(path, num_reserved_special_tokens=num_reserved_special_tokens)
+            return cls(shipped_llama3_model(), name="llama3", num_reserved_special_tokens=reserved)
+        return cls(path, num_reserved_special_tokens=reserved)
 
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, n_vocab={self.n_vocab}, path='{self.path}')"

@@ -72,7 +72,8 @@ def build_model_args(cfg: TrainConfig, dataset: PackedDataset) -> ModelArgs:
         )
     if cfg.data.seq_len > args.max_seq_len:
         raise ValueError(
-            f"data.seq_len={cfg.data.seq_len} exceeds max_seq_len={args.max_seq_len} of model {cfg.model.name!r}"
+            f"data.seq_len={cfg.data.seq_len} exceeds max_seq_len={args.max_seq_len} "
+            f"of model {cfg.model.name!r}"
         )
     return args
 
@@ -131,7 +132,10 @@ def _loss_sum(model: Transformer, mb: Batch, device: torch.device, autocast) -> 
     with autocast():
         logits = model(mb.tokens.to(device), mb.doc_ids.to(device))
     return F.cross_entropy(
-        logits.flatten(0, 1).float(), mb.labels.to(device).flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        logits.flatten(0, 1).float(),
+        mb.labels.to(device).flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
 
 
@@ -167,7 +171,9 @@ def validate(model, loader: StepLoader, steps: int, dims: ParallelDims, device, 
     return (_dp_sum(loss_sum, dims) / _dp_sum(n_tokens, dims).clamp(min=1)).item()
 
 
-def _make_loader(path: str, cfg: TrainConfig, dims: ParallelDims, rank_in_dp: int, *, shuffle: bool) -> StepLoader:
+def _make_loader(
+    path: str, cfg: TrainConfig, dims: ParallelDims, rank_in_dp: int, *, shuffle: bool
+) -> StepLoader:
     dataset = PackedDataset(path, cfg.data.seq_len)
     return StepLoader(
         dataset,
@@ -196,7 +202,9 @@ def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: in
             f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
         )
     ids = generate(
-        plain.eval(), tok.encode(cfg.training.sample_prompt, bos=True), cfg.training.sample_tokens,
+        plain.eval(),
+        tok.encode(cfg.training.sample_prompt, bos=True),
+        cfg.training.sample_tokens,
         stop_ids=(tok.eos_id,),
     )
     return cfg.training.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
@@ -240,9 +248,7 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
     # Single process: autocast gives bf16 compute. Under FSDP its MixedPrecisionPolicy does that.
     dtype = DTYPES[cfg.training.dtype]
     use_autocast = dtype != torch.float32 and not dims.dp_enabled
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=dtype)) if use_autocast else contextlib.nullcontext
-    )
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if use_autocast else contextlib.nullcontext
 
     run_dir = Path(cfg.run.dir)
     logger = MetricsLogger(run_dir, enabled=rank == 0, tensorboard=cfg.metrics.tensorboard)
@@ -293,8 +299,13 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
             tokens_per_s = tokens_per_step * window_steps / elapsed
             tflops = flops_per_token * tokens_per_s / world_size / 1e12  # per device
             record = {
-                "loss": loss_value, "lr": lr, "grad_norm": grad_norm_value, "tokens_per_s": tokens_per_s,
-                "tflops": tflops, "mfu": tflops / peak if peak else None, "mem_gib": memory_gib(device),
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": grad_norm_value,
+                "tokens_per_s": tokens_per_s,
+                "tflops": tflops,
+                "mfu": tflops / peak if peak else None,
+                "mem_gib": memory_gib(device),
                 "data_wait_s": data_wait / window_steps,
             }
             if val_loss is not None:

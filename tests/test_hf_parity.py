@@ -11,7 +11,9 @@ transformers = pytest.importorskip("transformers")
 
 
 def _hf_model(args):
-    cfg = transformers.LlamaConfig(**{k: v for k, v in hf_config(args).items() if k not in ("architectures",)})
+    cfg = transformers.LlamaConfig(
+        **{k: v for k, v in hf_config(args).items() if k not in ("architectures",)}
+    )
     cfg._attn_implementation = "eager"
     return transformers.LlamaForCausalLM(cfg).eval()
 
@@ -19,7 +21,13 @@ def _hf_model(args):
 @pytest.mark.parametrize("scaling", [None, RopeScaling(factor=8.0, original_max_seq_len=32)])
 def test_logits_match_transformers(scaling):
     args = get_model_config(
-        "llama3_debug", dim=128, n_layers=2, n_heads=8, n_kv_heads=2, vocab_size=300, max_seq_len=128,
+        "llama3_debug",
+        dim=128,
+        n_layers=2,
+        n_heads=8,
+        n_kv_heads=2,
+        vocab_size=300,
+        max_seq_len=128,
         rope_scaling=scaling,
     )
     torch.manual_seed(0)

@@ -74,7 +74,9 @@ def _rope_reference(x, positions, theta):
     for p_idx, pos in enumerate(positions):
         for i in range(d // 2):
             angle = pos * theta ** (-2 * i / d)
-            z = complex(x[0, p_idx, 0, 2 * i], x[0, p_idx, 0, 2 * i + 1]) * complex(math.cos(angle), math.sin(angle))
+            z = complex(x[0, p_idx, 0, 2 * i], x[0, p_idx, 0, 2 * i + 1]) * complex(
+                math.cos(angle), math.sin(angle)
+            )
             out[0, p_idx, 0, 2 * i], out[0, p_idx, 0, 2 * i + 1] = z.real, z.imag
     return out
 
@@ -117,7 +119,9 @@ def test_kv_cache_decoding_equals_full_forward():
     args = tiny()
     model = build(args)
     x = torch.randint(0, 97, (1, 10))
-    caches = [KVCache(1, 16, args.kv_heads, args.head_dim, dtype=torch.float32, device="cpu") for _ in range(2)]
+    caches = [
+        KVCache(1, 16, args.kv_heads, args.head_dim, dtype=torch.float32, device="cpu") for _ in range(2)
+    ]
     with torch.no_grad():
         full = model(x)
         pre = model(x[:, :6], caches=caches, start_pos=0)

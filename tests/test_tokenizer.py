@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ from data_pipeline.train_tokenizer import (
     train_tokenizer,
     train_tokenizer_from_parquet,
 )
-from pretrain.tokenizer import Tokenizer, split_for_tiktoken
+from pretrain.tokenizer import MAX_RUN_CHARS, Tokenizer, long_runs, split_for_tiktoken
 
 FRAGMENTS = [
     "The quick brown fox jumps over the lazy dog. ",
@@ -34,6 +35,8 @@ FRAGMENTS = [
     "!!!??? ... --- *** ",
 ]
 
+SYLLABLES = ["ka", "to", "ri", "men", "sha", "lo", "pu", "vin", "an", "der", "ing", "é", "ü", "東", "🙂"]
+
 
 def varied_text(seed: int, n_chars: int) -> str:
     """Deterministic mix of scripts, emoji, code and whitespace runs of up to a few thousand chars."""
@@ -44,9 +47,9 @@ def varied_text(seed: int, n_chars: int) -> str:
         if rng.random() < 0.02:
             part = rng.choice(" \t\n") * rng.randint(2, 3000)
         elif rng.random() < 0.3:
-            part = "".join(rng.choice(FRAGMENTS[rng.randrange(len(FRAGMENTS))]) for _ in range(rng.randint(1, 40)))
+            part = "".join(rng.choices(rng.choice(FRAGMENTS), k=rng.randint(1, 40)))
         else:
-            part = FRAGMENTS[rng.randrange(len(FRAGMENTS))]
+            part = rng.choice(FRAGMENTS)
         parts.append(part)
         size += len(part)
     return "".join(parts)
@@ -124,6 +127,17 @@ def test_safe_cuts_do_not_change_ids(
     assert llama3.encode(text) == llama3.encoding.encode_ordinary(text)
 
 
+def test_long_runs_match_brute_force() -> None:
+    rng = random.Random(3)
+    parts = []
+    for length in [24_999, 25_000, 25_001, 60_000, 12_499, 37_500, 100_000, 5, 25_001]:
+        parts.append("".join(rng.choices(" \t\n\u3000", k=length)))
+        parts.append("".join(rng.choices("ab東🙂!1", k=length)))
+    for text in ["".join(parts), "".join(parts[1:]), "x" * 25_001, " " * 25_001]:
+        expected = [m.span() for m in re.finditer(r"\s+|\S+", text) if len(m.group()) > MAX_RUN_CHARS]
+        assert list(long_runs(text)) == expected
+
+
 def test_10mb_document_without_newlines(llama3: Tokenizer) -> None:
     rng = random.Random(1)
     words = [w for w in " ".join(FRAGMENTS).replace("\n", " ").replace("\r", " ").split(" ") if w]
@@ -154,8 +168,7 @@ def test_from_file_errors(tmp_path: Path) -> None:
 def synthetic_corpus(seed: int, n_docs: int) -> list[str]:
     """Zipf-distributed made-up words over mixed scripts, so BPE has plenty of pairs to merge."""
     rng = random.Random(seed)
-    syllables = ["ka", "to", "ri", "men", "sha", "lo", "pu", "vin", "ex", "an", "der", "ing", "é", "ü", "東", "🙂"]
-    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(3_000)]
+    words = ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 4))) for _ in range(3_000)]
     separators = [", ", ".\n", "  ", "\t", " 123 ", " (x) ", "\n\n", "'s "]
     docs = []
     for _ in range(n_docs):
@@ -215,7 +228,7 @@ def test_train_tokenizer_from_parquet(tmp_path: Path, corpus: list[str]) -> None
     from_list = train_tokenizer(corpus, 1024, tmp_path / "l.tiktoken")
     assert from_parquet.read_bytes() == from_list.read_bytes()
 
-    capped = train_tokenizer_from_parquet(shards, 1024, tmp_path / "c.tiktoken", max_chars=1_000_000)
+    capped = train_tokenizer_from_parquet(shards, 1024, tmp_path / "c.tiktoken", max_chars=1_400_000)
     assert capped.read_bytes() != from_list.read_bytes()
 
     bad = tmp_path / "bad.parquet"
