@@ -19,10 +19,35 @@ class RunConfig:
 
 @dataclass
 class ModelConfig:
+    """A named shape from pretrain.configs; any field set here (not None) replaces the shape's."""
+
     name: str = "llama3_debug"
-    """Named shape from pretrain.configs (llama3_debug, llama3_8b, llama3_70b, llama3_405b)."""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """ModelArgs fields replaced on top of the named shape, e.g. {vocab_size: 8192, n_layers: 2}."""
+    """llama3_debug, llama3_8b, llama3_70b, llama3_405b, llama3_1_8b (see pretrain.configs)."""
+    vocab_size: int | None = None
+    """Embedding rows; must cover the tokenizer the data was packed with."""
+    dim: int | None = None
+    """Hidden size."""
+    n_layers: int | None = None
+    """Transformer blocks."""
+    n_heads: int | None = None
+    """Query heads."""
+    n_kv_heads: int | None = None
+    """Key/value heads (GQA)."""
+    multiple_of: int | None = None
+    """SwiGLU hidden size rounding."""
+    ffn_dim_multiplier: float | None = None
+    """SwiGLU hidden size multiplier."""
+    rope_theta: float | None = None
+    """RoPE base frequency."""
+    max_seq_len: int | None = None
+    """Longest sequence the model is built for."""
+    norm_eps: float | None = None
+    """RMSNorm epsilon."""
+    init_std: float | None = None
+    """Std of the truncated-normal weight init."""
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "name" and v is not None}
 
 
 @dataclass
@@ -64,9 +89,13 @@ class TrainingConfig:
     deterministic: bool = True
     """Use deterministic kernels where PyTorch has them."""
     sample_prompt: str | None = None
-    """If set, rank 0 prints a greedy continuation of this prompt after training."""
+    """If set, rank 0 prints a continuation of this prompt after training."""
     sample_tokens: int = 48
     """How many tokens to sample after `sample_prompt`."""
+    sample_temperature: float = 0.0
+    """Sampling temperature (0 = greedy); sampling is seeded by training.seed."""
+    sample_top_k: int | None = None
+    """Sample only among the k most likely tokens (None = all)."""
 
 
 @dataclass

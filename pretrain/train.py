@@ -62,13 +62,13 @@ def init_distributed() -> tuple[int, int, torch.device]:
 
 def build_model_args(cfg: TrainConfig, dataset: PackedDataset) -> ModelArgs:
     """Named model shape plus overrides, checked against the data it will train on."""
-    args = get_model_config(cfg.model.name, **dict(cfg.model.overrides))
+    args = get_model_config(cfg.model.name, **cfg.model.overrides())
     n_vocab = dataset.tokenizer_info["n_vocab"]
     if n_vocab > args.vocab_size:
         raise ValueError(
             f"model {cfg.model.name!r} has vocab_size={args.vocab_size} but {dataset.path} was tokenized "
             f"with {dataset.tokenizer_info['name']!r} (n_vocab={n_vocab}); set "
-            f"model.overrides.vocab_size={n_vocab} or pack the data with a matching tokenizer"
+            f"model.vocab_size={n_vocab} or pack the data with a matching tokenizer"
         )
     if cfg.data.seq_len > args.max_seq_len:
         raise ValueError(
@@ -187,7 +187,7 @@ def _make_loader(
 
 
 def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: int) -> str | None:
-    """Greedy continuation of training.sample_prompt, computed on rank 0 from the gathered weights."""
+    """Continuation of training.sample_prompt, computed on rank 0 from the gathered weights."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -201,11 +201,15 @@ def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: in
             f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
             f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
         )
+    t = cfg.training
     ids = generate(
         plain.eval(),
-        tok.encode(cfg.training.sample_prompt, bos=True),
-        cfg.training.sample_tokens,
+        tok.encode(t.sample_prompt, bos=True),
+        t.sample_tokens,
+        temperature=t.sample_temperature,
+        top_k=t.sample_top_k,
         stop_ids=(tok.eos_id,),
+        seed=t.seed,
     )
     return cfg.training.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
 

@@ -78,8 +78,12 @@ def tiny_overrides(data: Path, run_dir: Path, *extra: str) -> list[str]:
     """Hydra overrides for a ~100k-parameter model that trains in a second on CPU."""
     return [
         "model=llama3_debug",
-        "+model.overrides={vocab_size: 128, dim: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2,"
-        " multiple_of: 16}",
+        "model.vocab_size=128",
+        "model.dim=64",
+        "model.n_layers=2",
+        "model.n_heads=4",
+        "model.n_kv_heads=2",
+        "model.multiple_of=16",
         f"data.path={data / 'train'}",
         "data.seq_len=32",
         "training.global_batch_size=8",
@@ -107,3 +111,13 @@ def compose(overrides: list[str]):
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: skipped (not failed) on CPU machines and in CI."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -153,3 +153,21 @@ def test_bad_config_errors():
     model = build(tiny(max_seq_len=8))
     with pytest.raises(ValueError, match="exceeds max_seq_len=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_trainer_model_fields_are_model_args_fields():
+    from pretrain.configs import ModelArgs
+    from pretrain.job_config import ModelConfig
+
+    fields = set(ModelConfig.__dataclass_fields__) - {"name"}
+    assert fields <= set(ModelArgs.__dataclass_fields__)
+
+
+@pytest.mark.gpu
+def test_cuda_forward_matches_cpu():
+    model = build(tiny())
+    x = torch.randint(0, 97, (2, 16))
+    with torch.no_grad():
+        ref = model(x)
+        got = model.to("cuda")(x.cuda()).cpu()
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)

@@ -93,9 +93,9 @@ def test_torchrun_bad_degrees_fail_on_every_rank(packed_data, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "error", "match"),
     [
-        (["+model.overrides.hidden=3"], ValueError, "unknown model field"),
+        (["+model.hidden=3"], Exception, "hidden"),
         (["model.name=llama3_9b"], ValueError, "unknown model 'llama3_9b'"),
-        (["+model.overrides.max_seq_len=16"], ValueError, "data.seq_len=32 exceeds max_seq_len=16"),
+        (["model.max_seq_len=16"], ValueError, "data.seq_len=32 exceeds max_seq_len=16"),
         (["data.seq_len=64"], ValueError, "packed with seq_len=32"),
         (["training.micro_batch_size=3"], ValueError, "multiple of micro_batch_size"),
         (["training.global_batch_size=1024", "training.micro_batch_size=1024"], ValueError, "exceeds the 64"),
@@ -112,7 +112,7 @@ def test_bad_input_errors(packed_data, tmp_path, extra, error, match):
 
 def test_vocab_mismatch_names_the_fix(tmp_path):
     data = write_packed(tmp_path / "big" / "train", n_seq=16, seq_len=32, vocab=200)
-    with pytest.raises(ValueError, match="model.overrides.vocab_size=200"):
+    with pytest.raises(ValueError, match="model.vocab_size=200"):
         train(compose(tiny_overrides(data.parent, tmp_path / "run")))
 
 

@@ -1,0 +1,64 @@
+# `make demo` and `make test` do all set-up themselves (a .venv here) and are safe to re-run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# Installed only when the venv has no torch: the CPU build on these machines. GPU clusters: create
+# the venv with their CUDA torch first (or `make VENV_ARGS=--system-site-packages`) and it is kept.
+TORCH_SPEC ?= torch==2.13.0
+VENV_ARGS ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.andes-installed
+DEMO := data/demo
+DEMO_RUN := runs/demo
+NPROC ?= 2
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install demo test test-slow test-all lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_ARGS) $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# --- demo: sample corpus -> small BPE tokenizer -> packed 256-token sequences -> 2-rank FSDP training
+$(DEMO)/tokenizer.model: | $(STAMP)
+	$(VENV)/bin/andes-data train-tokenizer --input "$$($(VENV)/bin/andes-data sample-path)" \
+		--output $@ --vocab-size 4096
+
+$(DEMO)/packed/manifest.json: $(DEMO)/tokenizer.model
+	$(VENV)/bin/andes-data pack --input "$$($(VENV)/bin/andes-data sample-path)" \
+		--output $(DEMO)/packed --seq-len 256 --tokenizer $< --val-fraction 0.05
+
+demo: $(DEMO)/packed/manifest.json
+	rm -rf $(DEMO_RUN)
+	$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC) -m pretrain.train \
+		model=llama3_debug model.vocab_size=4096 data=demo data.tokenizer=$(DEMO)/tokenizer.model \
+		validation.path=$(DEMO)/packed/val validation.interval=50 \
+		training.steps=100 training.global_batch_size=16 training.micro_batch_size=8 \
+		optim.lr=2e-3 lr.warmup_steps=10 metrics.log_interval=10 \
+		training.sample_prompt="ROMEO." training.sample_temperature=0.8 training.sample_top_k=40 \
+		run.dir=$(DEMO_RUN)
+	@echo "metrics: $(DEMO_RUN)/metrics.jsonl  tensorboard: $(VENV)/bin/tensorboard --logdir $(DEMO_RUN)/tb"
+
+# --- tests (markers: slow, distributed, gpu; the default run leaves out slow)
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m ""
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) bench/bench_model_step.py
+	$(PY) bench/bench_tokenizer.py
+
+clean:
+	rm -rf $(DEMO) $(DEMO_RUN) .pytest_cache
