@@ -8,7 +8,6 @@ resumed in a new layout) see the same data. The loader's state is one integer.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from data_pipeline.pack import read_manifest
+
 IGNORE_INDEX = -100
 """Label value that the loss skips (padding)."""
-
-PACKED_FORMAT = "andes-packed-v1"
 
 
 @dataclass
@@ -38,16 +37,7 @@ class PackedDataset:
 
     def __init__(self, path: str | Path, seq_len: int):
         self.path = Path(path)
-        manifest_path = self.path / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(
-                f"{manifest_path} not found: data.path must be a directory written by `andes-data pack`"
-            )
-        self.manifest = json.loads(manifest_path.read_text())
-        if self.manifest.get("format") != PACKED_FORMAT:
-            raise ValueError(
-                f"{manifest_path}: format {self.manifest.get('format')!r}, expected {PACKED_FORMAT!r}"
-            )
+        self.manifest = read_manifest(self.path)
         if self.manifest["seq_len"] != seq_len:
             raise ValueError(
                 f"data.seq_len={seq_len} but {self.path} was packed with seq_len={self.manifest['seq_len']}"

@@ -186,7 +186,18 @@ def _make_loader(
     )
 
 
-def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: int) -> str | None:
+def load_sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> Tokenizer:
+    """The tokenizer for sampling, checked up front against the one the data was packed with."""
+    tok = Tokenizer.from_file(cfg.data.tokenizer)
+    if tok.sha256 != tokenizer_info["sha256"]:
+        raise ValueError(
+            f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
+            f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
+        )
+    return tok
+
+
+def sample(model: Transformer, cfg: TrainConfig, tok: Tokenizer, rank: int) -> str | None:
     """Continuation of training.sample_prompt, computed on rank 0 from the gathered weights."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -195,12 +206,6 @@ def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: in
         return None
     plain = Transformer(model.args)
     plain.load_state_dict(state)
-    tok = Tokenizer.from_file(cfg.data.tokenizer)
-    if tok.sha256 != tokenizer_info["sha256"]:
-        raise ValueError(
-            f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
-            f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
-        )
     t = cfg.training
     ids = generate(
         plain.eval(),
@@ -211,7 +216,7 @@ def _sample(model: Transformer, cfg: TrainConfig, tokenizer_info: dict, rank: in
         stop_ids=(tok.eos_id,),
         seed=t.seed,
     )
-    return cfg.training.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
+    return t.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
 
 
 def train(cfg: TrainConfig | DictConfig) -> TrainResult:
@@ -245,6 +250,9 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
     if cfg.validation.path:
         val_loader = _make_loader(cfg.validation.path, cfg, dims, dp_rank, shuffle=False)
     args = build_model_args(cfg, loader.dataset)
+    tokenizer = (
+        load_sample_tokenizer(cfg, loader.dataset.tokenizer_info) if cfg.training.sample_prompt else None
+    )
     model = init_model(args, dims, cfg, device)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_lr_scheduler(optimizer, cfg.lr, cfg.training.steps)
@@ -317,8 +325,8 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
             logger.log(step, record)
             window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
 
-    if cfg.training.sample_prompt:
-        result.sample = _sample(model, cfg, loader.dataset.tokenizer_info, rank)
+    if tokenizer is not None:
+        result.sample = sample(model, cfg, tokenizer, rank)
         if rank == 0:
             print(f"sample: {result.sample}", flush=True)
     logger.close()

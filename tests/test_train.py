@@ -117,5 +117,46 @@ def test_vocab_mismatch_names_the_fix(tmp_path):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="andes-data pack"):
+    with pytest.raises(FileNotFoundError, match="no manifest"):
         train(compose(tiny_overrides(tmp_path / "nowhere", tmp_path / "run")))
+
+
+def test_bf16_tracks_fp32(packed_data, tmp_path):
+    fp32 = train(compose(tiny_overrides(packed_data, tmp_path / "a", "training.steps=4")))
+    bf16 = train(
+        compose(tiny_overrides(packed_data, tmp_path / "b", "training.steps=4", "training.dtype=bfloat16"))
+    )
+    assert bf16.losses != fp32.losses
+    assert bf16.losses == pytest.approx(fp32.losses, rel=2e-2)
+
+
+def test_sample_after_training_uses_the_data_tokenizer(tmp_path):
+    """End to end with a real tokenizer: pack text, train a few steps, sample from the prompt."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from data_pipeline.pack import pack_chunks
+    from data_pipeline.train_tokenizer import train_tokenizer
+    from pretrain.tokenizer import Tokenizer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    texts = [f"To be, or not to be, that is the question {i}." for i in range(200)]
+    pq.write_table(pa.table({"id": [str(i) for i in range(200)], "text": texts}), docs / "a.parquet")
+    tok = Tokenizer.from_file()
+    pack_chunks([docs], tmp_path / "packed" / "train", tok, seq_len=32)
+    extra = (
+        "model.vocab_size=128256",
+        "training.steps=2",
+        "training.sample_prompt=To be",
+        "training.sample_tokens=5",
+    )
+    result = train(compose(tiny_overrides(tmp_path / "packed", tmp_path / "run", *extra)))
+    assert result.sample.startswith("To be") and len(result.sample) > len("To be")
+    other = train_tokenizer(
+        [f"word{i} other text {i * 7}" for i in range(3000)], 1024, tmp_path / "other.model"
+    )
+    with pytest.raises(ValueError, match="not the tokenizer the data was packed with"):
+        train(
+            compose(tiny_overrides(tmp_path / "packed", tmp_path / "run2", *extra, f"data.tokenizer={other}"))
+        )
