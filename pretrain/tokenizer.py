@@ -6,6 +6,8 @@ inject a control id; control ids are only added through the ``bos``/``eos`` flag
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import importlib.resources
 import re
@@ -16,7 +18,6 @@ from itertools import pairwise
 from pathlib import Path
 
 import tiktoken
-from tiktoken.load import load_tiktoken_bpe
 
 # Meta's Llama 3 pre-tokenization regex (llama_models/llama3/tokenizer.py); training must use the same.
 LLAMA3_SPLIT_PATTERN = (
@@ -130,6 +131,24 @@ def shipped_llama3_model() -> Path:
     return path
 
 
+def _parse_ranks(data: bytes, path: Path) -> dict[bytes, int]:
+    """tiktoken's ranks format, one `base64(token) rank` per line.
+
+    Parsed here rather than with tiktoken's `load_tiktoken_bpe`, which copies every file it reads
+    into a /tmp cache keyed by path (racy with many ranks, stale after a retrain).
+    """
+    ranks = {}
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except (ValueError, binascii.Error) as e:
+            raise ValueError(f"{path}:{lineno}: not a tiktoken ranks line ({e})") from e
+    return ranks
+
+
 class Tokenizer:
     """Byte-level BPE over tiktoken with Llama 3 special tokens; ids match Meta's Llama 3 tokenizer."""
 
@@ -137,10 +156,10 @@ class Tokenizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: tokenizer ranks file not found")
-        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
         self.name = name or self.path.stem
-        # expected_hash makes tiktoken's /tmp cache (keyed by path only) reject a stale copy after a retrain.
-        ranks = load_tiktoken_bpe(str(self.path), expected_hash=self.sha256)
+        ranks = _parse_ranks(data, self.path)
         values = set(ranks.values())
         if len(values) != len(ranks) or min(values) != 0 or max(values) != len(ranks) - 1:
             raise ValueError(f"{self.path}: ranks must be the distinct integers 0..{len(ranks) - 1}")

@@ -235,3 +235,10 @@ def test_train_tokenizer_from_parquet(tmp_path: Path, corpus: list[str]) -> None
     pq.write_table(pa.table({"content": ["x"]}), bad)
     with pytest.raises(ValueError, match=r"bad.parquet: column 'text' missing \(found: \['content'\]\)"):
         train_tokenizer_from_parquet([bad], 1024, tmp_path / "x.tiktoken")
+
+
+def test_malformed_ranks_file_names_the_line(tmp_path):
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"IQ== 0\nnot-base64!! 1\n")
+    with pytest.raises(ValueError, match=r"bad.model:2: not a tiktoken ranks line"):
+        Tokenizer.from_file(bad)
