@@ -1,0 +1,64 @@
+"""The demo path end to end on the bundled corpus: tokenizer -> pack -> 2-rank training -> sample."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from data_pipeline.cli import main as andes_data
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_demo_pipeline_trains_on_the_sample_corpus(tmp_path):
+    sample = REPO / "data_pipeline" / "sample"
+    tok, packed, run = tmp_path / "tok.model", tmp_path / "packed", tmp_path / "run"
+    assert (
+        andes_data(["train-tokenizer", "--input", str(sample), "--output", str(tok), "--vocab-size", "4096"])
+        == 0
+    )
+    args = [
+        "pack",
+        "--input",
+        str(sample),
+        "--output",
+        str(packed),
+        "--seq-len",
+        "256",
+        "--tokenizer",
+        str(tok),
+    ]
+    assert andes_data([*args, "--val-fraction", "0.05"]) == 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "pretrain.train",
+        "model=llama3_debug",
+        "model.vocab_size=4096",
+        "data=demo",
+        f"data.path={packed}",
+        f"data.tokenizer={tok}",
+        f"validation.path={packed / 'val'}",
+        "validation.interval=40",
+        "training.steps=40",
+        "training.global_batch_size=16",
+        "training.micro_batch_size=8",
+        "optim.lr=2e-3",
+        "metrics.log_interval=10",
+        "training.sample_prompt=ROMEO.",
+        f"run.dir={run}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["loss"] < records[0]["loss"] - 1.5
+    assert "val_loss" in records[-1]
+    assert "sample: ROMEO." in proc.stdout
