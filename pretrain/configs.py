@@ -136,6 +136,4 @@ def get_model_config(name: str, **overrides: object) -> ModelArgs:
             f"unknown model field(s) {sorted(unknown)} for {name!r}; "
             f"fields: {sorted(args.__dataclass_fields__)}"
         )
-    if isinstance(overrides.get("rope_scaling"), dict):
-        overrides["rope_scaling"] = RopeScaling(**overrides["rope_scaling"])  # type: ignore[arg-type]
     return replace(args, **overrides)

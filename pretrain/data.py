@@ -78,11 +78,12 @@ class PackedDataset:
 
 def _read_shard(path: Path, seq_len: int) -> tuple[np.ndarray, list[np.ndarray]]:
     try:
-        table = pq.read_table(path, columns=["tokens", "cu_seqlens"])
+        names = pq.read_schema(path).names
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"{path}: not a readable training shard ({e})") from e
-    except KeyError as e:
-        raise ValueError(f"{path}: training shard needs columns 'tokens' and 'cu_seqlens'") from e
+    if not {"tokens", "cu_seqlens"} <= set(names):
+        raise ValueError(f"{path}: training shard needs columns 'tokens' and 'cu_seqlens' (found: {names})")
+    table = pq.read_table(path, columns=["tokens", "cu_seqlens"])
     tokens = table.column("tokens").combine_chunks()
     flat = tokens.flatten().to_numpy()
     n = len(tokens)

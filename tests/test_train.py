@@ -160,3 +160,13 @@ def test_sample_after_training_uses_the_data_tokenizer(tmp_path):
         train(
             compose(tiny_overrides(tmp_path / "packed", tmp_path / "run2", *extra, f"data.tokenizer={other}"))
         )
+
+
+def test_shard_without_token_columns_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = write_packed(tmp_path / "d" / "train", n_seq=16, seq_len=32, vocab=128)
+    pq.write_table(pa.table({"text": ["x"]}), data / "part-00009.parquet")
+    with pytest.raises(ValueError, match="part-00009.parquet: training shard needs columns"):
+        train(compose(tiny_overrides(data.parent, tmp_path / "run")))
