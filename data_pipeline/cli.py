@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from data_pipeline.executors.local import ExecutorError
 from data_pipeline.io import list_parquet
 
 PROG = "andes-data"
@@ -75,10 +76,128 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_set(values: Sequence[str]) -> dict[str, dict]:
+    """`--set step.param=value` pairs (values parsed as YAML: 0.5, [en, fr], true) by step name."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        step, dot, name = key.partition(".")
+        if not sep or not dot or not step or not name:
+            raise ValueError(f"--set {item!r}: expected STEP.PARAM=VALUE (e.g. langid.min_score=0.5)")
+        out.setdefault(step, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def filter_step_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """Steps of `andes-data filter`: --recipe's filter stage, or --steps, then --set overrides."""
+    from data_pipeline.stages import DEFAULT_FILTER_STEPS, parse_step_specs
+
+    if args.recipe:
+        from data_pipeline.recipe import load_recipe
+
+        stages = [s for s in load_recipe(args.recipe).get("stages", []) if "filter" in s]
+        if not stages:
+            raise ValueError(f"{args.recipe}: has no filter stage")
+        specs = parse_step_specs(list(stages[0]["filter"]["steps"]))
+    else:
+        names = args.steps.split(",") if args.steps else list(DEFAULT_FILTER_STEPS)
+        specs = [(n.strip(), {}) for n in names if n.strip()]
+    overrides = _parse_set(args.set)
+    unused = set(overrides) - {name for name, _ in specs}
+    if unused:
+        raise ValueError(f"--set names step(s) {sorted(unused)} that are not in this run")
+    return [(name, {**params, **overrides.get(name, {})}) for name, params in specs]
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from data_pipeline.stages import print_summary, run_filter
+
+    summary = run_filter(
+        args.input,
+        args.output,
+        filter_step_specs(args),
+        workers=args.workers,
+        batch_rows=args.batch_rows,
+        rows_per_file=args.rows_per_file,
+        write_dropped=args.write_dropped,
+        on_bad_input=args.on_bad_input,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print_summary(summary, args.output)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from data_pipeline.recipe import load_recipe, parse_stages, run_recipe
+
+    if args.dry_run:
+        from omegaconf import OmegaConf
+
+        cfg = load_recipe(args.recipe, args.overrides)
+        parse_stages(cfg, str(args.recipe))
+        print(OmegaConf.to_yaml(cfg))
+        return 0
+    out = run_recipe(args.recipe, args.overrides, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"recipe done: {out}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from data_pipeline.stats import describe_dir, format_description
+
+    summary = describe_dir(args.input, max_rows=args.max_rows)
+    print(json.dumps(summary, indent=1) if args.json else format_description(summary))
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    import data_pipeline.filters  # noqa: F401  (registers the steps)
+    from data_pipeline.filters.base import STEPS, describe_step
+
+    names = args.names or sorted(STEPS)
+    for name in names:
+        if name not in STEPS:
+            raise ValueError(f"unknown step '{name}' (known: {', '.join(sorted(STEPS))})")
+        cls = STEPS[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name}: {doc}")
+        for param, default, help_text in describe_step(cls):
+            print(f"    {param} = {default}\n        {help_text}")
+        columns = ", ".join(cls().columns())
+        print(f"    columns: {columns or '(none)'}\n")
+    return 0
+
+
 def cmd_sample_path(args: argparse.Namespace) -> int:
     list_parquet(SAMPLE_DIR)  # fail loudly if the package was installed without its data
     print(SAMPLE_DIR)
     return 0
+
+
+def _io_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
+    sub.add_argument("--output", required=True, type=Path, help="output directory")
+    sub.add_argument("--workers", type=_positive_int, default=1, help="worker processes (one shard each)")
+    sub.add_argument(
+        "--executor",
+        choices=["local"],
+        default="local",
+        help="where workers run (only local processes so far)",
+    )
+    sub.add_argument(
+        "--on-bad-input",
+        choices=["fail", "skip"],
+        default="fail",
+        help="fail: stop at a corrupt shard or bad row, naming it; skip: skip the shard or row, "
+        "recording the reason in stats.json",
+    )
+    sub.add_argument("--overwrite", action="store_true", help="delete an earlier output instead of resuming")
+    sub.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +244,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="salt of the id hash that picks validation documents"
     )
 
+    sub = add("filter", cmd_filter, "annotate and filter Parquet documents (heuristic, NSFW, language steps)")
+    sub.epilog = (
+        "Steps and their parameters: `andes-data steps`. Outputs: OUT/<shard>-NNNNN.parquet (all input "
+        "columns + annotation columns), OUT/.done/<shard>.json per finished shard, OUT/stats.json. "
+        "Re-running the same command resumes: finished shards are skipped."
+    )
+    _io_options(sub)
+    sub.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated step names in order (default: FineWeb's order: "
+        "url_filter,langid,gopher_repetition,gopher_quality,c4,fineweb)",
+    )
+    sub.add_argument("--recipe", default=None, help="take the steps of this recipe's first filter stage")
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="override a step parameter (repeatable; VALUE parsed as YAML)",
+    )
+    sub.add_argument("--batch-rows", type=_positive_int, default=1024, help="documents per processing batch")
+    sub.add_argument(
+        "--rows-per-file",
+        type=_positive_int,
+        default=None,
+        help="split each shard's output into parts of at most this many rows (default: one part)",
+    )
+    sub.add_argument(
+        "--write-dropped",
+        action="store_true",
+        help="also write dropped documents, with a drop_reason column, to OUT/dropped/",
+    )
+
+    sub = add("run", cmd_run, "run a multi-stage recipe (YAML): filter, train_tokenizer, pack")
+    sub.add_argument("recipe", type=Path, help="recipe file, e.g. configs/pipeline/fineweb.yaml")
+    sub.add_argument(
+        "overrides", nargs="*", help="OmegaConf dotlist overrides: input=DIR output=DIR workers=4 ..."
+    )
+    sub.add_argument("--overwrite", action="store_true", help="delete earlier outputs of the stages first")
+    sub.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
+    sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub = add("stats", cmd_stats, "summarise a directory of Parquet shards (and its stats.json, if any)")
+    sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=1_000_000,
+        help="read at most about this many rows for the distributions (counts cover all files)",
+    )
+
+    sub = add("steps", cmd_steps, "list the filter steps with their parameters, defaults and columns")
+    sub.add_argument("names", nargs="*", help="only these steps")
+
     add("sample-path", cmd_sample_path, "print the directory of the bundled Shakespeare sample corpus")
     return parser
 
@@ -138,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ExecutorError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,249 @@
+"""Local executor: worker processes pull unfinished shards until none are left, with progress bars.
+
+Finished shards (those with a completion marker) are skipped, so re-running a command resumes it.
+Ctrl-C or SIGTERM sets a shared stop flag: workers abandon their current shard (deleting its partial
+output) and exit; finished shards stay finished. A worker that dies (kill -9, OOM) leaves at worst
+`*.tmp` files, which are never read as output and are removed when that shard is processed again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from data_pipeline.io import open_parquet
+from data_pipeline.shard import Interrupted, ShardError, ShardStats, read_marker
+
+
+class ShardTask(Protocol):
+    """What executors run: a picklable callable processing one shard into its output dir."""
+
+    out_dir: Path
+
+    def setup(self) -> None: ...
+
+    def __call__(
+        self, shard: Path, should_stop: Callable[[], bool], progress: Callable[[int], None]
+    ) -> ShardStats: ...
+
+
+class ExecutorError(RuntimeError):
+    """One or more shards failed; finished shards are kept and a re-run resumes."""
+
+
+@dataclass
+class RunResult:
+    """Stats of every finished shard (this run's and earlier runs'), plus what was skipped."""
+
+    finished: list[ShardStats] = field(default_factory=list)
+    resumed: int = 0  # shards already finished before this run
+    skipped: dict[str, str] = field(default_factory=dict)  # shard -> reason (--on-bad-input skip)
+    wall_seconds: float = 0.0
+
+
+def _count_rows(shards: Sequence[Path]) -> int | None:
+    try:
+        return sum(open_parquet(s).metadata.num_rows for s in shards)
+    except (ValueError, FileNotFoundError):
+        return None  # reported properly when the shard itself is processed
+
+
+def _bars(shards: int, docs: int | None, resumed: int, show: bool) -> tuple[tqdm, tqdm]:
+    # Outside a terminal (Slurm logs, CI) print a line every 30 s instead of redrawing.
+    interval = 0.2 if sys.stderr.isatty() else 30.0
+    common = {"mininterval": interval, "disable": not show, "dynamic_ncols": True}
+    shard_bar = tqdm(total=shards, initial=resumed, desc="shards", unit="shard", **common)
+    doc_bar = tqdm(total=docs, desc="documents", unit="doc", unit_scale=True, **common)
+    return shard_bar, doc_bar
+
+
+def run_local(
+    task: ShardTask,
+    shards: Sequence[Path],
+    *,
+    workers: int = 1,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Process every unfinished shard with `workers` processes (1 = in this process)."""
+    start = time.perf_counter()
+    result = RunResult()
+    pending: list[Path] = []
+    for shard in shards:
+        done = read_marker(task.out_dir, shard)
+        if done is not None:
+            result.finished.append(done)
+            result.resumed += 1
+        else:
+            pending.append(shard)
+    shard_bar, doc_bar = _bars(
+        len(shards), _count_rows(pending) if progress else None, result.resumed, progress
+    )
+    try:
+        if pending:
+            runner = _run_inline if workers == 1 or len(pending) == 1 else _run_processes
+            runner(task, pending, min(workers, len(pending)), skip_bad, result, shard_bar, doc_bar)
+    finally:
+        shard_bar.close()
+        doc_bar.close()
+    order = {s.name: i for i, s in enumerate(shards)}
+    result.finished.sort(key=lambda s: order.get(s.shard, len(order)))
+    result.wall_seconds = time.perf_counter() - start
+    return result
+
+
+def _run_inline(task, pending, _workers, skip_bad, result, shard_bar, doc_bar) -> None:
+    stop = {"flag": False}
+
+    def on_term(signum, frame):
+        stop["flag"] = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        task.setup()
+        for shard in pending:
+            try:
+                stats = task(shard, should_stop=lambda: stop["flag"], progress=doc_bar.update)
+            except ShardError as e:
+                if not skip_bad:
+                    raise
+                result.skipped[shard.name] = str(e)
+                tqdm.write(f"skipped {shard}: {e}", file=sys.stderr)
+            else:
+                result.finished.append(stats)
+            shard_bar.update(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker(rank: int, task: ShardTask, shards: list[Path], next_index, stop, messages, skip_bad) -> None:
+    # Ctrl-C reaches the whole process group; only the parent reacts, then raises the stop flag.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        task.setup()
+    except Exception:
+        messages.put(("error", rank, None, traceback.format_exc()))
+        return
+    while not stop.is_set():
+        with next_index.get_lock():
+            index = next_index.value
+            next_index.value += 1
+        if index >= len(shards):
+            return
+        shard = shards[index]
+        messages.put(("start", rank, shard.name, None))
+        try:
+            stats = task(
+                shard, should_stop=stop.is_set, progress=lambda n: messages.put(("docs", rank, None, n))
+            )
+        except Interrupted:
+            return
+        except ShardError as e:
+            messages.put(("bad", rank, shard.name, str(e)))
+            if not skip_bad:
+                return
+            continue
+        except Exception:
+            messages.put(("error", rank, shard.name, traceback.format_exc()))
+            return
+        messages.put(("done", rank, shard.name, stats.to_json()))
+
+
+class _Monitor:
+    """Parent-side bookkeeping of worker messages: bars, finished stats, errors, who works on what."""
+
+    def __init__(self, result: RunResult, skip_bad: bool, shard_bar: tqdm, doc_bar: tqdm) -> None:
+        self.result, self.skip_bad = result, skip_bad
+        self.shard_bar, self.doc_bar = shard_bar, doc_bar
+        self.current: dict[int, str | None] = {}
+        self.errors: list[str] = []
+
+    def handle(self, kind: str, rank: int, shard: str | None, payload: Any) -> None:
+        if kind == "start":
+            self.current[rank] = shard
+        elif kind == "docs":
+            self.doc_bar.update(payload)
+        elif kind == "done":
+            self.result.finished.append(ShardStats.from_json(payload))
+            self.current[rank] = None
+            self.shard_bar.update(1)
+        elif kind == "bad":
+            self.current[rank] = None
+            if self.skip_bad:
+                self.result.skipped[shard] = payload
+                tqdm.write(f"skipped {shard}: {payload}", file=sys.stderr)
+                self.shard_bar.update(1)
+            else:
+                self.errors.append(payload)
+        elif kind == "error":
+            self.current[rank] = None
+            self.errors.append(f"worker {rank}{f' on {shard}' if shard else ''} failed:\n{payload}")
+
+    def drain(self, messages, timeout: float) -> None:
+        """Handle every message that arrives within `timeout` of the previous one."""
+        while True:
+            try:
+                self.handle(*messages.get(timeout=timeout))
+            except queue.Empty:
+                return
+
+
+def _run_processes(task, pending, workers, skip_bad, result, shard_bar, doc_bar) -> None:
+    ctx = mp.get_context("spawn")  # fork would copy Arrow's thread pools and loaded models mid-use
+    stop = ctx.Event()
+    messages = ctx.Queue()
+    next_index = ctx.Value("l", 0)
+    procs = [
+        ctx.Process(target=_worker, args=(r, task, list(pending), next_index, stop, messages, skip_bad))
+        for r in range(workers)
+    ]
+    monitor = _Monitor(result, skip_bad, shard_bar, doc_bar)
+    dead: set[int] = set()
+    interrupted = False
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        for p in procs:
+            p.start()
+        while True:
+            monitor.drain(messages, timeout=0.2)
+            if monitor.errors and not skip_bad:
+                stop.set()
+            for rank, p in enumerate(procs):
+                if not p.is_alive() and p.exitcode not in (0, None) and rank not in dead:
+                    dead.add(rank)
+                    monitor.errors.append(
+                        f"worker {rank} died (exit code {p.exitcode}) while processing "
+                        f"{monitor.current.get(rank) or 'no shard'}; re-run the command to resume"
+                    )
+                    stop.set()
+            if not any(p.is_alive() for p in procs):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    monitor.drain(messages, timeout=0.1)
+    if interrupted:
+        raise KeyboardInterrupt
+    if monitor.errors:
+        raise ExecutorError("\n".join(monitor.errors))

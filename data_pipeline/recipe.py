@@ -1,0 +1,204 @@
+"""Multi-stage recipes (`andes-data run RECIPE.yaml key=value ...`), loaded with OmegaConf.
+
+A recipe names an input, an output root and a list of stages; stage i writes `<output>/<i>_<kind>`
+and the next stage reads it. Command-line overrides use OmegaConf's dotlist syntax
+(`workers=4`, `stages.0.filter.steps.1.langid.min_score=0.5`). Finished stages are skipped on a
+re-run with the same configuration, and the filter stage resumes shard by shard.
+
+    input: data_pipeline/sample       # Parquet documents (dir, file or glob)
+    output: data/demo                 # stage outputs go under here
+    workers: 2
+    stages:
+      - filter: {steps: [normalize, {langid: {languages: [en]}}], write_dropped: false}
+      - train_tokenizer: {vocab_size: 4096}
+      - pack: {seq_len: 256, val_fraction: 0.05}    # tokenizer: the stage above's, else Llama 3
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, list_parquet
+from data_pipeline.stages import parse_step_specs, print_summary, run_filter
+
+TOP_KEYS = {"input", "output", "workers", "stages"}
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "filter": {
+        "steps": None,
+        "batch_rows": DEFAULT_BATCH_ROWS,
+        "rows_per_file": None,
+        "write_dropped": False,
+        "on_bad_input": "fail",
+    },
+    "train_tokenizer": {"vocab_size": None, "max_chars": None},
+    "pack": {"seq_len": None, "tokenizer": None, "val_fraction": 0.0, "rows_per_shard": 4096, "seed": 0},
+}
+RECORDS = ".stages"
+
+
+@dataclass
+class Stage:
+    index: int
+    kind: str
+    params: dict[str, Any]
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index}_{self.kind}"
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """Read a recipe and apply dotlist overrides; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recipe file")
+    try:
+        cfg = OmegaConf.load(path)
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as e:
+        raise ValueError(f"{path}: {e}") from e
+    except Exception as e:  # yaml.YAMLError and friends
+        raise ValueError(f"{path}: not a valid YAML recipe ({e})") from e
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path}: a recipe is a mapping with keys {sorted(TOP_KEYS)}")
+    return cfg
+
+
+def parse_stages(cfg: DictConfig, source: str) -> list[Stage]:
+    """Validate a loaded recipe into stages with defaults filled in."""
+    unknown = set(cfg.keys()) - TOP_KEYS
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {sorted(unknown)} (valid: {sorted(TOP_KEYS)})")
+    for key in ("input", "output"):
+        if OmegaConf.is_missing(cfg, key) or cfg.get(key) is None:
+            raise ValueError(f"{source}: '{key}' is not set (give it in the recipe or as {key}=PATH)")
+    stages_cfg = cfg.get("stages")
+    if not isinstance(stages_cfg, ListConfig) or not stages_cfg:
+        raise ValueError(f"{source}: 'stages' must be a non-empty list")
+    stages = []
+    for i, entry in enumerate(OmegaConf.to_container(stages_cfg, resolve=True)):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ValueError(f"{source}: stages.{i} must be one {{kind: {{params}}}} mapping, got {entry!r}")
+        kind, params = next(iter(entry.items()))
+        if kind not in STAGE_DEFAULTS:
+            known = sorted(STAGE_DEFAULTS)
+            raise ValueError(f"{source}: stages.{i}: unknown stage '{kind}' (known: {known})")
+        params = dict(params or {})
+        bad = set(params) - set(STAGE_DEFAULTS[kind])
+        if bad:
+            raise ValueError(
+                f"{source}: stages.{i}.{kind}: unknown option(s) {sorted(bad)} "
+                f"(valid: {sorted(STAGE_DEFAULTS[kind])})"
+            )
+        merged = {**STAGE_DEFAULTS[kind], **params}
+        missing = [k for k, v in merged.items() if v is None and k in ("steps", "vocab_size", "seq_len")]
+        if missing:
+            raise ValueError(f"{source}: stages.{i}.{kind}: '{missing[0]}' is required")
+        if kind == "filter":
+            parse_step_specs(merged["steps"])  # fail before any stage runs
+        stages.append(Stage(i, kind, merged))
+    return stages
+
+
+def run_recipe(
+    path: str | Path, overrides: Sequence[str] = (), *, overwrite: bool = False, progress: bool = True
+) -> Path:
+    """Run every stage of a recipe in order; returns the last stage's output."""
+    cfg = load_recipe(path, overrides)
+    stages = parse_stages(cfg, str(path))
+    root = Path(cfg.output)
+    workers = int(cfg.get("workers", 1))
+    current = Path(str(cfg.input))
+    list_parquet(current)  # a missing input fails before anything is written
+    tokenizer: Path | None = None
+    for stage in stages:
+        out = root / stage.dirname
+        print(f"== stage {stage.index}: {stage.kind} -> {out}")
+        runner = _RUNNERS[stage.kind]
+        result = runner(stage, current, out, workers, tokenizer, overwrite, progress)
+        if stage.kind == "train_tokenizer":
+            tokenizer = result
+        else:
+            current = result
+    return current
+
+
+def _record(root: Path, stage: Stage, config: dict) -> tuple[Path, bool]:
+    """Record file of a whole-directory stage and whether it shows this exact config finished."""
+    record = root / RECORDS / f"{stage.dirname}.json"
+    return record, record.is_file() and json.loads(record.read_text()) == config
+
+
+def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+    p = stage.params
+    summary = run_filter(
+        current,
+        out,
+        parse_step_specs(p["steps"]),
+        workers=workers,
+        batch_rows=p["batch_rows"],
+        rows_per_file=p["rows_per_file"],
+        write_dropped=p["write_dropped"],
+        on_bad_input=p["on_bad_input"],
+        overwrite=overwrite,
+        progress=progress,
+    )
+    print_summary(summary, out)
+    return out
+
+
+def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+    from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
+
+    model = out / "tokenizer.model"
+    config = {"input": str(current), **stage.params}
+    record, done = _record(out.parent, stage, config)
+    if done and model.is_file() and not overwrite:
+        print(f"done already ({model})")
+        return model
+    train_tokenizer_from_parquet(
+        list_parquet(current), stage.params["vocab_size"], model, max_chars=stage.params["max_chars"]
+    )
+    atomic_write_text(record, json.dumps(config, sort_keys=True) + "\n")
+    print(f"wrote {model}")
+    return model
+
+
+def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+    from data_pipeline.pack import pack_chunks
+    from pretrain.tokenizer import Tokenizer
+
+    p = stage.params
+    tok_path = Path(p["tokenizer"]) if p["tokenizer"] else tokenizer
+    config = {"input": str(current), **p, "tokenizer": str(tok_path) if tok_path else None}
+    record, done = _record(out.parent, stage, config)
+    if done and (out / "manifest.json").is_file() and not overwrite:
+        print(f"done already ({out})")
+        return out
+    manifest = pack_chunks(
+        [current],
+        out,
+        Tokenizer.from_file(tok_path),
+        p["seq_len"],
+        val_fraction=p["val_fraction"],
+        rows_per_shard=p["rows_per_shard"],
+        seed=p["seed"],
+    )
+    atomic_write_text(record, json.dumps(config, sort_keys=True) + "\n")
+    print(f"wrote {out}: {manifest['num_sequences']} sequences, {manifest['total_tokens']} tokens")
+    return out
+
+
+_RUNNERS: dict[str, Callable[..., Path]] = {
+    "filter": _run_filter,
+    "train_tokenizer": _run_train_tokenizer,
+    "pack": _run_pack,
+}

@@ -1,0 +1,337 @@
+"""Run a chain of steps over one input shard: stream row groups in, write kept rows out, then a marker.
+
+`process_shard` is a pure function of (steps, input shard, output dir): every executor (local
+processes, Slurm array tasks) calls it, and the same input always gives the same output bytes.
+Outputs appear only under their final names once complete (`*.tmp` + rename), and the shard's
+completion marker `.done/<stem>.json` is written last, holding the shard's stats and output names.
+A shard without a marker is unfinished: its leftovers are deleted before it is processed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_pipeline.document import Doc
+from data_pipeline.filters.base import Step, annotation_table
+from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, open_parquet
+
+DONE_DIR = ".done"
+DROPPED_DIR = "dropped"
+# Reasons for rows that never reach a step (recorded, with --on-bad-input skip, instead of failing).
+NULL_TEXT = "invalid:null_text"
+BAD_UTF8 = "invalid:utf8"
+
+
+class ShardError(ValueError):
+    """Bad input in a shard (unreadable file, wrong schema, null or undecodable text)."""
+
+
+class Interrupted(Exception):
+    """The executor asked this worker to stop (Ctrl-C, SIGTERM); the shard is left unfinished."""
+
+
+@dataclass
+class StepStats:
+    docs_in: int = 0
+    docs_out: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ShardStats:
+    """What happened to one input shard; summed over shards into stats.json."""
+
+    shard: str = ""
+    docs_in: int = 0
+    docs_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    dropped: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, StepStats] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ShardStats:
+        steps = {k: StepStats(**v) for k, v in data.get("steps", {}).items()}
+        return cls(**{**data, "steps": steps})
+
+
+def marker_path(out_dir: Path, shard: Path) -> Path:
+    return out_dir / DONE_DIR / f"{shard.stem}.json"
+
+
+def read_marker(out_dir: Path, shard: Path) -> ShardStats | None:
+    """The finished shard's stats, or None when it has not been completed."""
+    path = marker_path(out_dir, shard)
+    if not path.is_file():
+        return None
+    return ShardStats.from_json(json.loads(path.read_text()))
+
+
+def part_name(stem: str, index: int) -> str:
+    return f"{stem}-{index:05d}.parquet"
+
+
+def clean_partial(out_dir: Path, shard: Path) -> None:
+    """Delete what a killed run may have left of this shard (parts and temp files, kept or dropped)."""
+    for directory in (out_dir, out_dir / DROPPED_DIR):
+        if directory.is_dir():
+            for path in directory.glob(f"{shard.stem}-[0-9][0-9][0-9][0-9][0-9].parquet*"):
+                path.unlink()
+
+
+class _PartWriter:
+    """Writes row groups into `<stem>-NNNNN.parquet` parts of at most `rows_per_file` rows."""
+
+    def __init__(self, directory: Path, stem: str, rows_per_file: int | None) -> None:
+        self.directory, self.stem, self.rows_per_file = directory, stem, rows_per_file
+        self.writer: pq.ParquetWriter | None = None
+        self.rows_in_part = 0
+        self.finished: list[Path] = []  # temp paths of complete parts, renamed together at the end
+        self.schema: pa.Schema | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self.schema = table.schema
+        while table.num_rows:
+            if self.writer is None:
+                self._open(table.schema)
+            room = table.num_rows if self.rows_per_file is None else self.rows_per_file - self.rows_in_part
+            chunk, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(chunk)
+            self.rows_in_part += chunk.num_rows
+            if self.rows_per_file is not None and self.rows_in_part >= self.rows_per_file:
+                self._close()
+
+    def _open(self, schema: pa.Schema) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / (part_name(self.stem, len(self.finished)) + ".tmp")
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.rows_in_part = 0
+
+    def _close(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
+        self.finished.append(Path(self.writer.where))
+        self.writer = None
+
+    def commit(self, schema: pa.Schema) -> list[Path]:
+        """Close the open part (or write one empty part, so the schema survives) and rename all parts."""
+        if self.writer is None and not self.finished:
+            self._open(self.schema or schema)
+        if self.writer is not None:
+            self._close()
+        final = []
+        for tmp in self.finished:
+            path = tmp.with_name(tmp.name.removesuffix(".tmp"))
+            os.replace(tmp, path)
+            final.append(path)
+        return final
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.finished.append(Path(self.writer.where))
+            self.writer = None
+        for tmp in self.finished:
+            tmp.unlink(missing_ok=True)
+
+
+def _texts(shard: Path, batch: pa.RecordBatch, first_row: int, skip_bad: bool) -> list[str | None]:
+    """The text column as Python strings; None marks a row that is null or not valid UTF-8."""
+    column = batch.column("text")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:
+            column.validate(full=True)  # Arrow does not check UTF-8 when it reads Parquet
+            raw = None
+        except pa.ArrowInvalid:
+            raw = column.cast(pa.binary()).to_pylist()
+        if raw is None:
+            if column.null_count and not skip_bad:
+                row = first_row + column.is_null().to_pylist().index(True)
+                raise ShardError(f"{shard}: row {row}: column 'text' is null")
+            return column.to_pylist()
+    elif pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        raw = column.to_pylist()
+    else:
+        raise ShardError(f"{shard}: column 'text' has type {column.type}, expected string")
+    texts: list[str | None] = []
+    for i, value in enumerate(raw):
+        if value is None:
+            if not skip_bad:
+                raise ShardError(f"{shard}: row {first_row + i}: column 'text' is null")
+            texts.append(None)
+            continue
+        try:
+            texts.append(value.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if not skip_bad:
+                raise ShardError(f"{shard}: row {first_row + i}: text is not valid UTF-8 ({e})") from None
+            texts.append(None)
+    return texts
+
+
+def _output_table(
+    table: pa.Table, docs: list[Doc], steps: Sequence[Step], keep: Callable[[Doc], bool], extra: dict
+) -> pa.Table:
+    """Input columns of the chosen rows, with rewritten text, plus annotation columns."""
+    chosen = [d for d in docs if keep(d)]
+    out = table.take(pa.array([d.index for d in chosen], type=pa.int64()))
+    text_type = out.schema.field("text").type
+    if pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type):
+        text_type = pa.string()
+    out = out.set_column(
+        out.schema.get_field_index("text"), "text", pa.array([d.text for d in chosen], type=text_type)
+    )
+    for name, values in {**annotation_table(steps, docs, keep), **extra}.items():
+        out = out.append_column(name, values)
+    return out
+
+
+def process_shard(
+    shard: Path,
+    out_dir: Path,
+    steps: Sequence[Step],
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    rows_per_file: int | None = None,
+    write_dropped: bool = False,
+    skip_bad: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int], None] = lambda n: None,
+) -> ShardStats:
+    """Filter one shard into `out_dir`; returns its stats, also saved as its completion marker."""
+    start = time.perf_counter()
+    clean_partial(out_dir, shard)
+    try:
+        file = open_parquet(shard)
+    except (ValueError, FileNotFoundError) as e:
+        raise ShardError(str(e)) from e
+    if "text" not in file.schema_arrow.names:
+        raise ShardError(f"{shard}: column 'text' missing (found: {file.schema_arrow.names})")
+    batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
+    stats = ShardStats(shard=shard.name, steps={s.name: StepStats() for s in steps})
+    dropped: Counter[str] = Counter()
+    kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
+    dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None
+    row = 0
+    try:
+        try:
+            batches = file.iter_batches(batch_size=batch_rows)
+            for batch in batches:
+                if should_stop():
+                    raise Interrupted(str(shard))
+                table = pa.Table.from_batches([batch])
+                if "id" not in table.schema.names:  # DESIGN.md: ids are made if missing
+                    ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
+                    table = table.append_column("id", pa.array(ids, type=pa.string()))
+                texts = _texts(shard, batch, row, skip_bad)
+                urls = batch.column("url").to_pylist() if "url" in table.schema.names else None
+                nulls = batch.column("text").is_null().to_pylist()
+                docs = []
+                for i, text in enumerate(texts):
+                    doc = Doc(text if text is not None else "", urls[i] if urls else None, i)
+                    if text is None:
+                        doc.drop_reason = NULL_TEXT if nulls[i] else BAD_UTF8
+                    else:
+                        stats.bytes_in += len(text.encode("utf-8"))
+                    docs.append(doc)
+                for step in steps:
+                    step_stats = stats.steps[step.name]
+                    step_stats.docs_in += sum(d.drop_reason is None for d in docs)
+                    t0 = time.perf_counter()
+                    step.process(docs)
+                    step_stats.seconds += time.perf_counter() - t0
+                    step_stats.docs_out += sum(d.drop_reason is None for d in docs)
+                dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
+                kept = [d for d in docs if d.drop_reason is None]
+                stats.docs_in += len(docs)
+                stats.docs_out += len(kept)
+                stats.bytes_out += sum(len(d.text.encode("utf-8")) for d in kept)
+                kept_writer.write(_output_table(table, docs, steps, lambda d: d.drop_reason is None, {}))
+                if dropped_writer is not None:
+                    reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
+                    extra = {"drop_reason": pa.array(reasons, type=pa.string())}
+                    dropped_writer.write(
+                        _output_table(table, docs, steps, lambda d: d.drop_reason is not None, extra)
+                    )
+                row += batch.num_rows
+                progress(batch.num_rows)
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{shard}: corrupt Parquet data near row {row} ({e})") from e
+        schema = _empty_schema(file.schema_arrow, steps)
+        outputs = kept_writer.commit(schema)
+        if dropped_writer is not None:
+            extra_schema = schema.append(pa.field("drop_reason", pa.string()))
+            outputs += dropped_writer.commit(extra_schema)
+    except BaseException:
+        kept_writer.abort()
+        if dropped_writer is not None:
+            dropped_writer.abort()
+        clean_partial(out_dir, shard)
+        raise
+    stats.dropped = dict(sorted(dropped.items()))
+    stats.outputs = [str(p.relative_to(out_dir)) for p in outputs]
+    stats.seconds = time.perf_counter() - start
+    atomic_write_text(marker_path(out_dir, shard), json.dumps(stats.to_json(), indent=1) + "\n")
+    return stats
+
+
+def _empty_schema(input_schema: pa.Schema, steps: Sequence[Step]) -> pa.Schema:
+    """The output schema for a shard with no rows at all (input columns, id, annotations)."""
+    fields = [
+        pa.field("text", pa.string()) if f.name == "text" and pa.types.is_binary(f.type) else f
+        for f in input_schema
+    ]
+    if "id" not in input_schema.names:
+        fields.append(pa.field("id", pa.string()))
+    for step in steps:
+        fields.extend(pa.field(name, dtype) for name, dtype in step.columns().items())
+    return pa.schema(fields)
+
+
+@dataclass
+class FilterTask:
+    """`process_shard` with its settings bound: what an executor runs once per shard, in any process."""
+
+    steps: list[Step]
+    out_dir: Path
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    rows_per_file: int | None = None
+    write_dropped: bool = False
+    skip_bad: bool = False
+
+    def setup(self) -> None:
+        """Load models etc. once per worker process."""
+        for step in self.steps:
+            step.setup()
+
+    def __call__(
+        self,
+        shard: Path,
+        should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> ShardStats:
+        return process_shard(
+            shard,
+            self.out_dir,
+            self.steps,
+            batch_rows=self.batch_rows,
+            rows_per_file=self.rows_per_file,
+            write_dropped=self.write_dropped,
+            skip_bad=self.skip_bad,
+            should_stop=should_stop,
+            progress=progress,
+        )

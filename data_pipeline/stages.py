@@ -1,0 +1,137 @@
+"""Stages the CLI and recipes run: `filter` (steps over shards, resumable) and whole-directory stages.
+
+Every stage is a function of (config, input dir) -> output dir. An output dir records the config
+that made it (`stage.json`); resuming into a dir made with a different config is refused rather
+than silently mixing two pipelines' outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.executors.local import run_local
+from data_pipeline.filters.base import Step, build_step
+from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, list_parquet, read_text_column
+from data_pipeline.shard import FilterTask
+from data_pipeline.stats import format_stats, merge_stats, write_stats
+
+STAGE_FILE = "stage.json"
+# FineWeb's order (Penedo et al. 2024, §3): URL filtering, language ID, Gopher repetition, Gopher
+# quality, C4, FineWeb's custom filters. Text extraction (trafilatura) happens before andes.
+DEFAULT_FILTER_STEPS = ("url_filter", "langid", "gopher_repetition", "gopher_quality", "c4", "fineweb")
+
+
+def parse_step_specs(specs: Sequence[str | Mapping[str, Any]]) -> list[tuple[str, dict]]:
+    """Normalise recipe step entries (`name` or `{name: {params}}`) to (name, params) pairs."""
+    out = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, str):
+            out.append((spec, {}))
+        elif isinstance(spec, Mapping) and len(spec) == 1:
+            name, params = next(iter(spec.items()))
+            if params is not None and not isinstance(params, Mapping):
+                raise ValueError(f"step {i} ('{name}'): parameters must be a mapping, got {params!r}")
+            out.append((str(name), dict(params or {})))
+        else:
+            raise ValueError(f"step {i}: expected a step name or {{name: {{params}}}}, got {spec!r}")
+    return out
+
+
+def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
+    """Build steps, refusing two steps that would write the same annotation column."""
+    steps = [build_step(name, params) for name, params in specs]
+    owner: dict[str, str] = {}
+    for step in steps:
+        for column in step.columns():
+            if column in owner:
+                raise ValueError(
+                    f"steps '{owner[column]}' and '{step.name}' both write column '{column}'; "
+                    "a step may appear only once per filter stage"
+                )
+            owner[column] = step.name
+    return steps
+
+
+def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
+    """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied."""
+    record = out_dir / STAGE_FILE
+    if overwrite and out_dir.exists():
+        if any(out_dir.iterdir()) and not record.is_file():
+            raise ValueError(f"{out_dir}: not an andes-data output (no {STAGE_FILE}); refusing to delete it")
+        shutil.rmtree(out_dir)
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if previous != config:
+            changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+            raise ValueError(
+                f"{out_dir} was made with a different configuration (differs in: {', '.join(changed)}); "
+                "use a new output directory or --overwrite"
+            )
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir}: exists, is not empty and is not an andes-data output")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps(config, indent=1, sort_keys=True) + "\n")
+
+
+def _unique_stems(shards: Sequence[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for shard in shards:
+        if shard.stem in seen:
+            raise ValueError(f"input shards {seen[shard.stem]} and {shard} share the name '{shard.stem}'")
+        seen[shard.stem] = shard
+
+
+def _all_texts(shards: Sequence[Path]) -> Iterator[str]:
+    for shard in shards:
+        yield from read_text_column(shard)
+
+
+def run_filter(
+    input: str | Path,
+    output: str | Path,
+    steps: Sequence[tuple[str, dict]],
+    *,
+    workers: int = 1,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    rows_per_file: int | None = None,
+    write_dropped: bool = False,
+    on_bad_input: str = "fail",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Run filter steps over every shard of `input` into `output`; returns (and writes) stats.json."""
+    if on_bad_input not in ("fail", "skip"):
+        raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
+    shards = list_parquet(input)
+    _unique_stems(shards)
+    built = build_steps(steps)
+    out_dir = Path(output)
+    config = {
+        "stage": "filter",
+        "steps": [{name: params} for name, params in steps],
+        "batch_rows": batch_rows,  # sets row groups (bytes) and dedup buckets (content)
+        "rows_per_file": rows_per_file,
+        "write_dropped": write_dropped,
+        "on_bad_input": on_bad_input,
+    }
+    check_stage_dir(out_dir, config, overwrite)
+    for step in built:
+        if step.needs_fit():
+            print(f"{step.name}: fitting on {len(shards)} input shards", file=sys.stderr)
+            step.fit(_all_texts(shards))
+    task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
+    result = run_local(task, shards, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
+    summary = merge_stats(result.finished, skipped=result.skipped, wall_seconds=result.wall_seconds)
+    summary["resumed_shards"] = result.resumed
+    write_stats(out_dir, summary)
+    return summary
+
+
+def print_summary(summary: dict, out_dir: Path) -> None:
+    print(format_stats(summary))
+    print(f"\nwrote {out_dir} (stats in {out_dir / 'stats.json'})")
