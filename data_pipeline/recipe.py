@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -61,11 +62,15 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         raise FileNotFoundError(f"{path}: no such recipe file")
     try:
         cfg = OmegaConf.load(path)
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"override {item!r}: expected KEY=VALUE (e.g. workers=4)")
+            # update() walks list indices (stages.0.filter...), which a dotlist merge cannot.
+            OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False, force_add=True)
     except OmegaConfBaseException as e:
         raise ValueError(f"{path}: {e}") from e
-    except Exception as e:  # yaml.YAMLError and friends
+    except yaml.YAMLError as e:
         raise ValueError(f"{path}: not a valid YAML recipe ({e})") from e
     if not isinstance(cfg, DictConfig):
         raise ValueError(f"{path}: a recipe is a mapping with keys {sorted(TOP_KEYS)}")
