@@ -125,6 +125,8 @@ def cmd_filter(args: argparse.Namespace) -> int:
         on_bad_input=args.on_bad_input,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        rank=args.rank,
+        world_size=args.world_size,
     )
     print_summary(summary, args.output)
     return 0
@@ -198,6 +200,15 @@ def _io_options(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--overwrite", action="store_true", help="delete an earlier output instead of resuming")
     sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_argument(
+        "--rank", type=int, default=0, help="this task's index when the shards are split over tasks"
+    )
+    sub.add_argument(
+        "--world-size",
+        type=_positive_int,
+        default=1,
+        help="tasks (e.g. a Slurm array) sharing the shards; this one takes shards[rank::world_size]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

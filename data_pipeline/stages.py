@@ -17,7 +17,7 @@ from typing import Any
 from data_pipeline.executors.local import run_local
 from data_pipeline.filters.base import Step, build_step
 from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, list_parquet, read_text_column
-from data_pipeline.shard import FilterTask
+from data_pipeline.shard import FilterTask, read_marker
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
 STAGE_FILE = "stage.json"
@@ -103,10 +103,20 @@ def run_filter(
     on_bad_input: str = "fail",
     overwrite: bool = False,
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict:
-    """Run filter steps over every shard of `input` into `output`; returns (and writes) stats.json."""
+    """Run filter steps over the shards of `input` into `output`; returns (and writes) stats.json.
+
+    With `world_size` > 1 this call takes only shards[rank::world_size] (one task of a job array);
+    stats.json then covers every shard finished so far, by any task, and counts the pending ones.
+    """
     if on_bad_input not in ("fail", "skip"):
         raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+    if overwrite and world_size > 1:
+        raise ValueError("--overwrite with world_size > 1 would let tasks delete each other's output")
     shards = list_parquet(input)
     _unique_stems(shards)
     built = build_steps(steps)
@@ -125,9 +135,14 @@ def run_filter(
             print(f"{step.name}: fitting on {len(shards)} input shards", file=sys.stderr)
             step.fit(_all_texts(shards))
     task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
-    result = run_local(task, shards, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
-    summary = merge_stats(result.finished, skipped=result.skipped, wall_seconds=result.wall_seconds)
+    mine = shards[rank::world_size]
+    result = run_local(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
+    finished = result.finished
+    if world_size > 1:
+        finished = [m for s in shards if (m := read_marker(out_dir, s)) is not None]
+    summary = merge_stats(finished, skipped=result.skipped, wall_seconds=result.wall_seconds)
     summary["resumed_shards"] = result.resumed
+    summary["pending_shards"] = len(shards) - len(finished) - len(result.skipped)
     write_stats(out_dir, summary)
     return summary
 

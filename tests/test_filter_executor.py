@@ -285,3 +285,20 @@ def test_sigterm_stops_cleanly_and_resume_completes(tmp_path):
     assert {p.name.rsplit("-", 1)[0] for p in out.glob("*.parquet")} == finished
     subprocess.run(_cli(*args, "--output", str(out), "--workers", "2"), check=True, cwd=REPO)
     assert outputs(out) == outputs(tmp_path / "clean")
+
+
+def test_rank_world_size_tasks_split_shards_and_merge_stats(tmp_path):
+    corpus = make_corpus(tmp_path / "in", shards=5)
+    run_filter(corpus, tmp_path / "ref", LENGTH, progress=False)
+    first = run_filter(corpus, tmp_path / "out", LENGTH, progress=False, rank=0, world_size=2)
+    assert first["shards"] == 3 and first["pending_shards"] == 2  # shards 0, 2, 4
+    assert sorted(p.stem for p in (tmp_path / "out" / ".done").glob("*.json")) == [
+        "shard-000",
+        "shard-002",
+        "shard-004",
+    ]
+    last = run_filter(corpus, tmp_path / "out", LENGTH, progress=False, rank=1, world_size=2)
+    assert last["shards"] == 5 and last["pending_shards"] == 0 and last["resumed_shards"] == 0
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "ref")
+    with pytest.raises(ValueError, match="rank=2 must be in"):
+        run_filter(corpus, tmp_path / "out", LENGTH, progress=False, rank=2, world_size=2)
