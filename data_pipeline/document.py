@@ -26,6 +26,7 @@ class Doc:
         self.index = index  # row within the batch, to map results back to the Arrow table
         self.annotations: dict[str, Any] = {}
         self.drop_reason: str | None = None
+        self.text_changed = False  # lets the writer reuse the input's Arrow text column when False
 
     @property
     def text(self) -> str:
@@ -34,6 +35,8 @@ class Doc:
     @text.setter
     def text(self, value: str) -> None:
         """Replace the text (normalisation, line removal) and forget views of the old text."""
+        if value != self._text:
+            self.text_changed = True
         self._text = value
         for name in _VIEWS:
             self.__dict__.pop(name, None)

@@ -190,11 +190,10 @@ def _output_table(
     chosen = [d for d in docs if keep(d)]
     out = table.take(pa.array([d.index for d in chosen], type=pa.int64()))
     text_type = out.schema.field("text").type
-    if pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type):
-        text_type = pa.string()
-    out = out.set_column(
-        out.schema.get_field_index("text"), "text", pa.array([d.text for d in chosen], type=text_type)
-    )
+    binary = pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
+    if binary or any(d.text_changed for d in chosen):
+        texts = pa.array([d.text for d in chosen], type=pa.string() if binary else text_type)
+        out = out.set_column(out.schema.get_field_index("text"), "text", texts)
     for name, values in {**annotation_table(steps, docs, keep), **extra}.items():
         out = out.append_column(name, values)
     return out
