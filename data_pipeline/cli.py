@@ -9,6 +9,7 @@ from pathlib import Path
 
 from data_pipeline.executors.local import ExecutorError
 from data_pipeline.io import list_parquet
+from data_pipeline.shard import Interrupted
 
 PROG = "andes-data"
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -327,6 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ExecutorError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted):
+        print(f"{PROG}: interrupted; finished shards are kept, re-run the command to resume", file=sys.stderr)
         return 130
