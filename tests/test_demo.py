@@ -1,4 +1,4 @@
-"""The demo path end to end on the bundled corpus: filter -> tokenizer -> pack -> 2-rank training -> sample."""
+"""The demo path end to end on the bundled corpus: filter, tokenizer, pack, 2-rank training, sampling."""
 
 import json
 import os
