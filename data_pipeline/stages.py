@@ -60,6 +60,7 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
 def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
     """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied."""
     record = out_dir / STAGE_FILE
+    config = json.loads(json.dumps(config))  # compare as stored: JSON turns int keys into strings
     if overwrite and out_dir.exists():
         if any(out_dir.iterdir()) and not record.is_file():
             raise ValueError(f"{out_dir}: not an andes-data output (no {STAGE_FILE}); refusing to delete it")

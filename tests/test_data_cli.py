@@ -154,7 +154,7 @@ def test_train_tokenizer_then_pack_with_it(small_input, tmp_path, capsys):
             1,
             "must exceed",
         ),
-        (["filter", "--input", "{input}"], 2, "invalid choice"),
+        (["filtre", "--input", "{input}"], 2, "invalid choice"),
         ([], 2, "required"),
     ],
 )
