@@ -8,10 +8,9 @@ word salad without stop words, one-liners and cookie/legal boilerplate.
 
 from __future__ import annotations
 
+import pydoc_data.topics
 import random
 import re
-
-import pydoc_data.topics
 
 SPAM_KINDS = ("repeated_lines", "menu", "hashtags", "word_salad", "one_liner", "boilerplate")
 

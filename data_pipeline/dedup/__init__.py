@@ -1,0 +1,1 @@
+"""De-duplication: removing repeated lines and documents from the corpus."""
