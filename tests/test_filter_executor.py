@@ -212,7 +212,7 @@ def _big_corpus(path: Path, shards: int = 4, docs: int = 40_000) -> Path:
     return path
 
 
-def _wait_for_tmp(out: Path, proc: subprocess.Popen, timeout: float = 60) -> Path:
+def _wait_for_tmp(out: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
     deadline = time.time() + timeout
     while time.time() < deadline:
         found = list(out.glob("*.tmp"))
@@ -223,16 +223,27 @@ def _wait_for_tmp(out: Path, proc: subprocess.Popen, timeout: float = 60) -> Pat
     raise AssertionError("no shard was ever in progress")
 
 
-def _holder(tmp: Path) -> int:
-    """The pid holding `tmp` open (a worker in the middle of that shard)."""
+def _holder(tmp: Path) -> int | None:
+    """The pid holding `tmp` open (a worker in the middle of that shard), if any still does."""
+    target = str(tmp.resolve())
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if any(os.readlink(fd) == str(tmp.resolve()) for fd in (proc / "fd").iterdir()):
+                if any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
                     return int(proc.name)
             except OSError:
                 continue
-    raise AssertionError(f"nobody holds {tmp}")
+    return None
+
+
+def kill_worker_mid_shard(out: Path, proc: subprocess.Popen) -> None:
+    """SIGKILL a worker while it has a shard's temp output open (retrying if that shard just ended)."""
+    for _ in range(200):
+        pid = _holder(_wait_for_tmp(out, proc))
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            return
+    raise AssertionError("could not catch a worker in the middle of a shard")
 
 
 @pytest.mark.distributed
@@ -248,8 +259,7 @@ def test_kill_9_worker_mid_shard_then_rerun_is_byte_identical(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    tmp = _wait_for_tmp(out, proc)
-    os.kill(_holder(tmp), signal.SIGKILL)
+    kill_worker_mid_shard(out, proc)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "died (exit code -9)" in err and "re-run" in err
     assert not any(

@@ -15,22 +15,29 @@ import re
 SPAM_KINDS = ("repeated_lines", "menu", "hashtags", "word_salad", "one_liner", "boilerplate")
 
 
-def prose_documents(min_words: int = 120) -> list[str]:
-    """Reference topics as prose documents of whole paragraphs (each ending in a full stop)."""
-    docs = []
+def prose_paragraphs() -> list[str]:
+    """Prose paragraphs of the reference topics (code, grammar and headings left out), in topic order."""
+    paragraphs = []
     for _, text in sorted(pydoc_data.topics.topics.items()):
-        paragraphs = []
         for block in re.split(r"\n\s*\n", text):
             lines = block.split("\n")
             if any(line.startswith(" ") for line in lines) or re.search(r"[*=\-]{3,}|[{}]|::=|>>>", block):
-                continue  # code, grammar, headings
+                continue
             para = " ".join(line.strip() for line in lines)
             if para.endswith(".") and len(para.split()) >= 12:
                 paragraphs.append(para)
-        doc = "\n".join(paragraphs)
-        if len(doc.split()) >= min_words:
-            docs.append(doc)
-    return docs
+    return paragraphs
+
+
+def prose_documents(n_docs: int = 40) -> list[str]:
+    """Articles of whole paragraphs, each paragraph one line ending in a full stop.
+
+    Paragraph i goes to document i % n_docs, so an article mixes topics the way a blog or news page
+    does, instead of one manual section restating its own phrases (which Gopher's repetition rules
+    rightly flag).
+    """
+    paragraphs = prose_paragraphs()
+    return ["\n".join(paragraphs[i::n_docs]) for i in range(n_docs)]
 
 
 def _vocabulary(rng: random.Random) -> list[str]:
