@@ -58,6 +58,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_model_step.py
 	$(PY) bench/bench_tokenizer.py
+	$(PY) bench/bench_filters.py
 
 clean:
 	rm -rf $(DEMO) $(DEMO_RUN) .pytest_cache
