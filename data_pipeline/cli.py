@@ -101,7 +101,9 @@ def filter_step_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
         stages = [s for s in load_recipe(args.recipe).get("stages", []) if "filter" in s]
         if not stages:
             raise ValueError(f"{args.recipe}: has no filter stage")
-        specs = parse_step_specs(list(stages[0]["filter"]["steps"]))
+        from omegaconf import OmegaConf
+
+        specs = parse_step_specs(OmegaConf.to_container(stages[0]["filter"]["steps"], resolve=True))
     else:
         names = args.steps.split(",") if args.steps else list(DEFAULT_FILTER_STEPS)
         specs = [(n.strip(), {}) for n in names if n.strip()]

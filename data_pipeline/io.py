@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -36,8 +37,9 @@ def list_parquet(path: Path | str) -> list[Path]:
 
 
 def _tmp_path(path: Path) -> Path:
-    # Suffix after the full name so that `*.parquet` globs never pick up an unfinished file.
-    return path.with_name(path.name + ".tmp")
+    # Suffix after the full name so that `*.parquet` globs never pick up an unfinished file; unique
+    # per writer, so tasks of a job array writing the same file (stats.json) never share a temp name.
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def atomic_write_parquet(table: pa.Table, path: Path | str, **kwargs) -> Path:
@@ -66,6 +68,25 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def create_text_once(path: Path | str, text: str) -> bool:
+    """Create a complete file at `path` unless one exists; True if this call created it.
+
+    Atomic among concurrent writers: the text goes to a temp file that is then hard-linked to
+    `path`, which fails if `path` exists, so readers never see a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:

@@ -9,11 +9,12 @@ A shard without a marker is unfinished: its leftovers are deleted before it is p
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def clean_partial(out_dir: Path, shard: Path) -> None:
     """Delete what a killed run may have left of this shard (parts and temp files, kept or dropped)."""
     for directory in (out_dir, out_dir / DROPPED_DIR):
         if directory.is_dir():
-            for path in directory.glob(f"{shard.stem}-[0-9][0-9][0-9][0-9][0-9].parquet*"):
+            for path in directory.glob(f"{glob.escape(shard.stem)}-[0-9][0-9][0-9][0-9][0-9].parquet*"):
                 path.unlink()
 
 
@@ -183,6 +184,16 @@ def _texts(shard: Path, batch: pa.RecordBatch, first_row: int, skip_bad: bool) -
     return texts
 
 
+def _is_binary(dtype: pa.DataType) -> bool:
+    return pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype)
+
+
+def _put_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """Append a column, or replace it when the input has it already (re-filtering annotated output)."""
+    index = table.schema.get_field_index(name)
+    return table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
+
+
 def _output_table(
     table: pa.Table, docs: list[Doc], steps: Sequence[Step], keep: Callable[[Doc], bool], extra: dict
 ) -> pa.Table:
@@ -190,13 +201,76 @@ def _output_table(
     chosen = [d for d in docs if keep(d)]
     out = table.take(pa.array([d.index for d in chosen], type=pa.int64()))
     text_type = out.schema.field("text").type
-    binary = pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
-    if binary or any(d.text_changed for d in chosen):
-        texts = pa.array([d.text for d in chosen], type=pa.string() if binary else text_type)
+    invalid = [d.drop_reason in (NULL_TEXT, BAD_UTF8) for d in chosen]
+    if _is_binary(text_type) or any(invalid) or any(d.text_changed for d in chosen):
+        # Null or undecodable input text is written as null: never invalid UTF-8 in a string column.
+        values = [None if bad else d.text for d, bad in zip(chosen, invalid, strict=True)]
+        texts = pa.array(values, type=pa.string() if _is_binary(text_type) else text_type)
         out = out.set_column(out.schema.get_field_index("text"), "text", texts)
     for name, values in {**annotation_table(steps, docs, keep), **extra}.items():
-        out = out.append_column(name, values)
+        out = _put_column(out, name, values)
     return out
+
+
+def _read_batches(shard: Path, file: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(first row, batch) pairs; read errors become ShardError naming the shard and row."""
+    row = 0
+    batches = file.iter_batches(batch_size=batch_rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{shard}: corrupt Parquet data near row {row} ({e})") from e
+        yield row, batch
+        row += batch.num_rows
+
+
+def _open_shard(shard: Path) -> pq.ParquetFile:
+    try:
+        file = open_parquet(shard)
+    except (ValueError, FileNotFoundError) as e:
+        raise ShardError(str(e)) from e
+    names = file.schema_arrow.names
+    if "text" not in names:
+        raise ShardError(f"{shard}: column 'text' missing (found: {names})")
+    if "url" in names:
+        url_type = file.schema_arrow.field("url").type
+        if not (
+            pa.types.is_string(url_type) or pa.types.is_large_string(url_type) or pa.types.is_null(url_type)
+        ):
+            raise ShardError(f"{shard}: column 'url' has type {url_type}, expected string")
+    return file
+
+
+def iter_shard_texts(shard: Path, skip_bad: bool = False) -> Iterator[str]:
+    """Every valid text of a shard, with the same checks as processing it (for corpus-level fits)."""
+    file = _open_shard(shard)
+    for row, batch in _read_batches(shard, file, DEFAULT_BATCH_ROWS):
+        yield from (t for t in _texts(shard, batch, row, skip_bad) if t is not None)
+
+
+def _documents(batch: pa.RecordBatch, texts: list[str | None]) -> list[Doc]:
+    urls = batch.column("url").to_pylist() if "url" in batch.schema.names else None
+    nulls = batch.column("text").is_null().to_pylist()
+    docs = []
+    for i, text in enumerate(texts):
+        doc = Doc(text if text is not None else "", urls[i] if urls else None, i)
+        if text is None:
+            doc.drop_reason = NULL_TEXT if nulls[i] else BAD_UTF8
+        docs.append(doc)
+    return docs
+
+
+def _run_steps(steps: Sequence[Step], docs: list[Doc], stats: ShardStats) -> None:
+    for step in steps:
+        step_stats = stats.steps[step.name]
+        step_stats.docs_in += sum(d.drop_reason is None for d in docs)
+        t0 = time.perf_counter()
+        step.process(docs)
+        step_stats.seconds += time.perf_counter() - t0
+        step_stats.docs_out += sum(d.drop_reason is None for d in docs)
 
 
 def process_shard(
@@ -211,70 +285,49 @@ def process_shard(
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int], None] = lambda n: None,
 ) -> ShardStats:
-    """Filter one shard into `out_dir`; returns its stats, also saved as its completion marker."""
+    """Filter one shard into `out_dir`; returns its stats, also saved as its completion marker.
+
+    Bad input raises ShardError; errors writing the output (disk full) or in a step propagate as
+    they are, so that `skip` mode never mistakes them for a bad shard.
+    """
+    if batch_rows < 1 or (rows_per_file is not None and rows_per_file < 1):
+        raise ValueError(f"batch_rows={batch_rows} and rows_per_file={rows_per_file} must be >= 1")
     start = time.perf_counter()
     clean_partial(out_dir, shard)
-    try:
-        file = open_parquet(shard)
-    except (ValueError, FileNotFoundError) as e:
-        raise ShardError(str(e)) from e
-    if "text" not in file.schema_arrow.names:
-        raise ShardError(f"{shard}: column 'text' missing (found: {file.schema_arrow.names})")
+    file = _open_shard(shard)
     batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
     stats = ShardStats(shard=shard.name, steps={s.name: StepStats() for s in steps})
     dropped: Counter[str] = Counter()
     kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
     dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None
-    row = 0
     try:
-        try:
-            batches = file.iter_batches(batch_size=batch_rows)
-            for batch in batches:
-                if should_stop():
-                    raise Interrupted(str(shard))
-                table = pa.Table.from_batches([batch])
-                if "id" not in table.schema.names:  # DESIGN.md: ids are made if missing
-                    ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
-                    table = table.append_column("id", pa.array(ids, type=pa.string()))
-                texts = _texts(shard, batch, row, skip_bad)
-                urls = batch.column("url").to_pylist() if "url" in table.schema.names else None
-                nulls = batch.column("text").is_null().to_pylist()
-                docs = []
-                for i, text in enumerate(texts):
-                    doc = Doc(text if text is not None else "", urls[i] if urls else None, i)
-                    if text is None:
-                        doc.drop_reason = NULL_TEXT if nulls[i] else BAD_UTF8
-                    else:
-                        stats.bytes_in += len(text.encode("utf-8"))
-                    docs.append(doc)
-                for step in steps:
-                    step_stats = stats.steps[step.name]
-                    step_stats.docs_in += sum(d.drop_reason is None for d in docs)
-                    t0 = time.perf_counter()
-                    step.process(docs)
-                    step_stats.seconds += time.perf_counter() - t0
-                    step_stats.docs_out += sum(d.drop_reason is None for d in docs)
-                dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
-                kept = [d for d in docs if d.drop_reason is None]
-                stats.docs_in += len(docs)
-                stats.docs_out += len(kept)
-                stats.bytes_out += sum(len(d.text.encode("utf-8")) for d in kept)
-                kept_writer.write(_output_table(table, docs, steps, lambda d: d.drop_reason is None, {}))
-                if dropped_writer is not None:
-                    reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
-                    extra = {"drop_reason": pa.array(reasons, type=pa.string())}
-                    dropped_writer.write(
-                        _output_table(table, docs, steps, lambda d: d.drop_reason is not None, extra)
-                    )
-                row += batch.num_rows
-                progress(batch.num_rows)
-        except (pa.ArrowException, OSError) as e:
-            raise ShardError(f"{shard}: corrupt Parquet data near row {row} ({e})") from e
+        for row, batch in _read_batches(shard, file, batch_rows):
+            if should_stop():
+                raise Interrupted(str(shard))
+            table = pa.Table.from_batches([batch])
+            if "id" not in table.schema.names:  # DESIGN.md: ids are made if missing
+                ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
+                table = table.append_column("id", pa.array(ids, type=pa.string()))
+            docs = _documents(batch, _texts(shard, batch, row, skip_bad))
+            stats.bytes_in += sum(len(d.text.encode("utf-8")) for d in docs)
+            _run_steps(steps, docs, stats)
+            dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
+            kept = [d for d in docs if d.drop_reason is None]
+            stats.docs_in += len(docs)
+            stats.docs_out += len(kept)
+            stats.bytes_out += sum(len(d.text.encode("utf-8")) for d in kept)
+            kept_writer.write(_output_table(table, docs, steps, lambda d: d.drop_reason is None, {}))
+            if dropped_writer is not None:
+                reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
+                extra = {"drop_reason": pa.array(reasons, type=pa.string())}
+                dropped_writer.write(
+                    _output_table(table, docs, steps, lambda d: d.drop_reason is not None, extra)
+                )
+            progress(batch.num_rows)
         schema = _empty_schema(file.schema_arrow, steps)
         outputs = kept_writer.commit(schema)
         if dropped_writer is not None:
-            extra_schema = schema.append(pa.field("drop_reason", pa.string()))
-            outputs += dropped_writer.commit(extra_schema)
+            outputs += dropped_writer.commit(_add_field(schema, pa.field("drop_reason", pa.string())))
     except BaseException:
         kept_writer.abort()
         if dropped_writer is not None:
@@ -288,17 +341,22 @@ def process_shard(
     return stats
 
 
+def _add_field(schema: pa.Schema, field: pa.Field) -> pa.Schema:
+    index = schema.get_field_index(field.name)
+    return schema.set(index, field) if index >= 0 else schema.append(field)
+
+
 def _empty_schema(input_schema: pa.Schema, steps: Sequence[Step]) -> pa.Schema:
     """The output schema for a shard with no rows at all (input columns, id, annotations)."""
-    fields = [
-        pa.field("text", pa.string()) if f.name == "text" and pa.types.is_binary(f.type) else f
-        for f in input_schema
-    ]
-    if "id" not in input_schema.names:
-        fields.append(pa.field("id", pa.string()))
+    schema = input_schema
+    if _is_binary(schema.field("text").type):
+        schema = _add_field(schema, pa.field("text", pa.string()))
+    if "id" not in schema.names:
+        schema = _add_field(schema, pa.field("id", pa.string()))
     for step in steps:
-        fields.extend(pa.field(name, dtype) for name, dtype in step.columns().items())
-    return pa.schema(fields)
+        for name, dtype in step.columns().items():
+            schema = _add_field(schema, pa.field(name, dtype))
+    return schema
 
 
 @dataclass

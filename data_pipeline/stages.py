@@ -16,8 +16,8 @@ from typing import Any
 
 from data_pipeline.executors.local import run_local
 from data_pipeline.filters.base import Step, build_step
-from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, list_parquet, read_text_column
-from data_pipeline.shard import FilterTask, read_marker
+from data_pipeline.io import DEFAULT_BATCH_ROWS, create_text_once, list_parquet
+from data_pipeline.shard import FilterTask, ShardError, iter_shard_texts, read_marker
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
 STAGE_FILE = "stage.json"
@@ -58,25 +58,30 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
 
 
 def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
-    """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied."""
+    """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied.
+
+    Safe when several tasks of a job array start at once: the first creates the record, the others
+    find the same config in it.
+    """
     record = out_dir / STAGE_FILE
     config = json.loads(json.dumps(config))  # compare as stored: JSON turns int keys into strings
     if overwrite and out_dir.exists():
         if any(out_dir.iterdir()) and not record.is_file():
             raise ValueError(f"{out_dir}: not an andes-data output (no {STAGE_FILE}); refusing to delete it")
         shutil.rmtree(out_dir)
-    if record.is_file():
-        previous = json.loads(record.read_text())
-        if previous != config:
-            changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-            raise ValueError(
-                f"{out_dir} was made with a different configuration (differs in: {', '.join(changed)}); "
-                "use a new output directory or --overwrite"
-            )
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{out_dir}: exists, is not empty and is not an andes-data output")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps(config, indent=1, sort_keys=True) + "\n")
+    if not record.is_file():
+        # Other tasks' temp files may be here already; anything else means the dir is not ours.
+        if out_dir.exists() and any(not p.name.endswith(".tmp") for p in out_dir.iterdir()):
+            raise ValueError(f"{out_dir}: exists, is not empty and is not an andes-data output")
+        if create_text_once(record, json.dumps(config, indent=1, sort_keys=True) + "\n"):
+            return
+    previous = json.loads(record.read_text())
+    if previous != config:
+        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        raise ValueError(
+            f"{out_dir} was made with a different configuration (differs in: {', '.join(changed)}); "
+            "use a new output directory or --overwrite"
+        )
 
 
 def _unique_stems(shards: Sequence[Path]) -> None:
@@ -87,9 +92,13 @@ def _unique_stems(shards: Sequence[Path]) -> None:
         seen[shard.stem] = shard
 
 
-def _all_texts(shards: Sequence[Path]) -> Iterator[str]:
+def _all_texts(shards: Sequence[Path], skip_bad: bool) -> Iterator[str]:
     for shard in shards:
-        yield from read_text_column(shard)
+        try:
+            yield from iter_shard_texts(shard, skip_bad)
+        except ShardError:
+            if not skip_bad:
+                raise  # skipped shards are reported when they are processed
 
 
 def run_filter(
@@ -116,6 +125,9 @@ def run_filter(
         raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+    for name, value in (("workers", workers), ("batch_rows", batch_rows), ("rows_per_file", rows_per_file)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive integer")
     if overwrite and world_size > 1:
         raise ValueError("--overwrite with world_size > 1 would let tasks delete each other's output")
     shards = list_parquet(input)
@@ -124,6 +136,9 @@ def run_filter(
     out_dir = Path(output)
     config = {
         "stage": "filter",
+        # Resuming from another corpus would keep its finished shards; new files in the same input
+        # directory are fine (they are simply not finished yet).
+        "input": str(Path(input).resolve()),
         "steps": [{name: params} for name, params in steps],
         "batch_rows": batch_rows,  # sets row groups (bytes) and dedup buckets (content)
         "rows_per_file": rows_per_file,
@@ -134,7 +149,7 @@ def run_filter(
     for step in built:
         if step.needs_fit():
             print(f"{step.name}: fitting on {len(shards)} input shards", file=sys.stderr)
-            step.fit(_all_texts(shards))
+            step.fit(_all_texts(shards, on_bad_input == "skip"))
     task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
     mine = shards[rank::world_size]
     result = run_local(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)

@@ -82,30 +82,36 @@ def format_stats(summary: dict) -> str:
 
 
 def describe_dir(path: Path | str, max_rows: int | None = None) -> dict:
-    """Summary of a shard directory: rows, bytes, columns, and distributions of annotation columns."""
+    """Summary of a shard directory: rows, bytes, columns; distributions over the first `max_rows` rows."""
     files = list_parquet(path)
     rows = 0
     size = 0
-    numeric: dict[str, list[pa.ChunkedArray]] = {}
+    numeric: dict[str, list[pa.Array]] = {}
     categorical: dict[str, Counter] = {}
     text_chars: list[int] = []
     schema = None
+    read = 0
     for f in files:
         pf = open_parquet(f)
         schema = schema or pf.schema_arrow
         rows += pf.metadata.num_rows
         size += f.stat().st_size
-        if max_rows is not None and rows > max_rows:
-            continue
-        table = pf.read()
-        for name in table.column_names:
-            col = table.column(name)
-            if name == "text" and pa.types.is_string(col.type):
-                text_chars.extend(pc.utf8_length(col).to_pylist())
-            elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-                numeric.setdefault(name, []).append(col)
-            elif name in ("lang", "drop_reason") or name.endswith("_domain"):
-                categorical.setdefault(name, Counter()).update(v for v in col.to_pylist() if v is not None)
+        for batch in pf.iter_batches(batch_size=65_536):
+            if max_rows is not None and read >= max_rows:
+                break
+            if max_rows is not None:
+                batch = batch.slice(0, max_rows - read)
+            read += batch.num_rows
+            for name in batch.schema.names:
+                col = batch.column(name)
+                if name == "text" and pa.types.is_string(col.type):
+                    text_chars.extend(pc.utf8_length(col).to_pylist())
+                elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+                    numeric.setdefault(name, []).append(col)
+                elif name in ("lang", "drop_reason") or name.endswith("_domain"):
+                    categorical.setdefault(name, Counter()).update(
+                        v for v in col.to_pylist() if v is not None
+                    )
     summary = {
         "path": str(path),
         "files": len(files),
@@ -115,10 +121,7 @@ def describe_dir(path: Path | str, max_rows: int | None = None) -> dict:
     }
     if text_chars:
         summary["text_chars"] = _quantiles(pa.array(text_chars, type=pa.int64()))
-    summary["numeric"] = {
-        name: _quantiles(pa.chunked_array([c for col in cols for c in col.chunks]))
-        for name, cols in numeric.items()
-    }
+    summary["numeric"] = {name: _quantiles(pa.chunked_array(cols)) for name, cols in numeric.items()}
     summary["categorical"] = {name: dict(c.most_common(20)) for name, c in categorical.items()}
     stats_file = Path(path) / STATS_FILE
     if Path(path).is_dir() and stats_file.is_file():

@@ -336,3 +336,19 @@ def test_fineweb_empty_page() -> None:
 def test_fineweb_bad_params(params: dict) -> None:
     with pytest.raises(ValueError):
         build_step("fineweb", params)
+
+
+def test_fineweb_shares_use_one_division_at_the_inclusive_boundary():
+    # 9 of 75 lines punctuated is exactly 0.12 (drop, <= 0.12); 9 * (1/75) would be 0.12000000000000001.
+    lines = [f"Line number {i} ends with a full stop." for i in range(9)]
+    lines += [f"line number {i} without an ending mark and long enough" for i in range(66)]
+    doc = run_steps([build_step("fineweb")], ["\n".join(lines)])[0]
+    assert doc.annotations["fineweb_line_punct_ratio"] == 9 / 75
+    assert doc.drop_reason == "fineweb:line_punct_ratio"
+
+
+def test_c4_sentence_counting_is_linear_on_runs_of_dots():
+    leaders = "Chapter one" + "." * 5000 + "1\n"
+    page = leaders * 200 + "One sentence here is fine. Two sentences are here now. Three is enough here."
+    doc = run_steps([build_step("c4", {"filter_no_terminal_punct": False})], [page])[0]
+    assert doc.annotations["c4_sentences"] >= 3

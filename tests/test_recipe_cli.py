@@ -134,3 +134,34 @@ def test_stats_command_summarises_annotations(tmp_path, capsys):
     assert main(["stats", "--input", str(out)]) == 0
     table = capsys.readouterr().out
     assert "length_chars" in table and "length:too_short" in table
+
+
+def test_filter_takes_steps_from_a_shipped_recipe(tmp_path):
+    docs = _docs(tmp_path / "docs")
+    out = tmp_path / "out"
+    recipe = str(REPO / "configs" / "pipeline" / "demo.yaml")
+    argv = ["filter", "--input", str(docs), "--output", str(out), "--recipe", recipe, "--quiet"]
+    assert main([*argv, "--set", "langid.min_score=0.7"]) == 0
+    stage = json.loads((out / "stage.json").read_text())
+    assert [next(iter(s)) for s in stage["steps"]] == [
+        "normalize",
+        "length",
+        "langid",
+        "gopher_repetition",
+        "gopher_quality",
+    ]
+    assert stage["steps"][2]["langid"] == {"languages": ["en"], "min_score": 0.7}
+    assert set(pq.read_schema(next(out.glob("*.parquet"))).names) >= {"lang", "gopher_word_count"}
+
+
+def test_stats_reads_distributions_from_the_first_rows_of_a_big_file(tmp_path, capsys):
+    pq.write_table(
+        pa.table({"text": ["x" * i for i in range(1, 101)], "score": list(range(100))}),
+        tmp_path / "big.parquet",
+        row_group_size=30,
+    )
+    assert main(["stats", "--input", str(tmp_path / "big.parquet"), "--json", "--max-rows", "10"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 100
+    assert summary["numeric"]["score"]["count"] == 10 and summary["numeric"]["score"]["max"] == 9
+    assert summary["text_chars"]["max"] == 10

@@ -6,12 +6,13 @@ document-level dedup cannot remove, because the pages around them differ. Llama 
 documents", after CCNet (Wenzek et al. 2020, "Deduplication"), which hashes normalised lines and
 removes every copy of a line seen before (`cc_net/dedup.py`, two passes: collect hashes, then remove).
 
-Here a bucket is `bucket_docs` consecutive kept documents of one `process` call. The executor reads
-shards in batches of at least `batch_docs()` rows, so a bucket is full except at the end of a shard;
-buckets never span shards. Pass 1 counts normalised lines by a 64-bit
-BLAKE2b hash (stable across processes and runs, unlike Python's salted `hash()`); pass 2 removes the
-lines counted more than `max_occurrences` times, every copy including the first, as CCNet does. The
-result depends only on the bucket's documents and their order, so reruns are byte-identical.
+Here a bucket is the documents still kept when one `process` call sees them: the executor reads
+shards in batches of at least `batch_docs()` rows, so a bucket holds up to `bucket_docs` documents,
+fewer at the end of a shard or when earlier steps dropped some; buckets never span shards.
+Pass 1 counts normalised lines by a 64-bit BLAKE2b hash (stable across processes and runs, unlike
+Python's salted `hash()`); pass 2 removes the lines counted more than `max_occurrences` times,
+every copy including the first, as CCNet does. The result depends only on the bucket's documents
+and their order, so reruns are byte-identical.
 """
 
 from __future__ import annotations

@@ -126,16 +126,29 @@ def _run_inline(task, pending, _workers, skip_bad, result, shard_bar, doc_bar) -
         signal.signal(signal.SIGTERM, previous)
 
 
+_TERMINATED = False  # set by a worker's SIGTERM handler
+
+
+def _on_worker_term(signum, frame) -> None:
+    # Only a plain flag: mp.Event.set() takes a non-reentrant lock that the interrupted code may hold.
+    global _TERMINATED
+    _TERMINATED = True
+
+
 def _worker(rank: int, task: ShardTask, shards: list[Path], next_index, stop, messages, skip_bad) -> None:
     # Ctrl-C reaches the whole process group; only the parent reacts, then raises the stop flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, _on_worker_term)
+
+    def should_stop() -> bool:
+        return _TERMINATED or stop.is_set()
+
     try:
         task.setup()
     except Exception:
         messages.put(("error", rank, None, traceback.format_exc()))
         return
-    while not stop.is_set():
+    while not should_stop():
         with next_index.get_lock():
             index = next_index.value
             next_index.value += 1
@@ -145,7 +158,7 @@ def _worker(rank: int, task: ShardTask, shards: list[Path], next_index, stop, me
         messages.put(("start", rank, shard.name, None))
         try:
             stats = task(
-                shard, should_stop=stop.is_set, progress=lambda n: messages.put(("docs", rank, None, n))
+                shard, should_stop=should_stop, progress=lambda n: messages.put(("docs", rank, None, n))
             )
         except Interrupted:
             return
@@ -190,9 +203,14 @@ class _Monitor:
             self.current[rank] = None
             self.errors.append(f"worker {rank}{f' on {shard}' if shard else ''} failed:\n{payload}")
 
-    def drain(self, messages, timeout: float) -> None:
-        """Handle every message that arrives within `timeout` of the previous one."""
-        while True:
+    def drain(self, messages, timeout: float, budget: float = 0.5) -> None:
+        """Handle messages until none arrives for `timeout` s or `budget` s have passed.
+
+        The budget keeps a steady stream of progress messages from starving the caller's checks
+        (dead workers, signals).
+        """
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
             try:
                 self.handle(*messages.get(timeout=timeout))
             except queue.Empty:
@@ -210,16 +228,21 @@ def _run_processes(task, pending, workers, skip_bad, result, shard_bar, doc_bar)
     ]
     monitor = _Monitor(result, skip_bad, shard_bar, doc_bar)
     dead: set[int] = set()
-    interrupted = False
+    signalled = {"flag": False}
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
+    def on_signal(signum, frame):
+        # A flag the loop polls: raising from a handler could cut a Queue.get off mid-message.
+        signalled["flag"] = True
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Children inherit an ignored signal (not a handler), so they start immune until their own
+    # handlers are in place; a Ctrl-C during their imports would otherwise print tracebacks.
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for p in procs:
             p.start()
-        while True:
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        while not signalled["flag"]:
             monitor.drain(messages, timeout=0.2)
             if monitor.errors and not skip_bad:
                 stop.set()
@@ -233,16 +256,16 @@ def _run_processes(task, pending, workers, skip_bad, result, shard_bar, doc_bar)
                     stop.set()
             if not any(p.is_alive() for p in procs):
                 break
-    except KeyboardInterrupt:
-        interrupted = True
         stop.set()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         for p in procs:
             p.join(timeout=60)
             if p.is_alive():
                 p.kill()
-    monitor.drain(messages, timeout=0.1)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    interrupted = signalled["flag"]
+    monitor.drain(messages, timeout=0.1, budget=10.0)
     if interrupted:
         raise KeyboardInterrupt
     if monitor.errors:

@@ -42,7 +42,10 @@ class Step:
     """Base of every step. Subclasses are dataclasses with a unique `name`."""
 
     name: ClassVar[str] = ""
-    drop: bool = param(True, "drop documents that fail; False only annotates (to tune thresholds later)")
+    drop: bool = param(
+        True,
+        "drop documents that fail; False keeps them all and only annotates (text rewriting still applies)",
+    )
 
     def columns(self) -> dict[str, pa.DataType]:
         """Annotation columns this step adds, with their Arrow types."""

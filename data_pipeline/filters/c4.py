@@ -83,9 +83,10 @@ POLICY_SUBSTRINGS = [
 _CITATION = re.compile(r"\[(?:\d*|edit|citation needed)\]")
 
 # A possible sentence end inside a line: a run of terminal marks (group 1), closing quotes/brackets,
-# whitespace, and the next visible character (group 2). Starting with a character class lets the
-# regex engine skip ahead to the next mark instead of trying every position.
-_BOUNDARY = re.compile(r"([.?!…]+)[\"'”’)\]}»]*\s+(\S)")
+# whitespace, and the next visible character (group 2). The lookbehind starts a match only at the
+# first mark of a run: otherwise a long run of dots not followed by a space (a table of contents'
+# leaders) is retried from each of its positions, which is quadratic.
+_BOUNDARY = re.compile(r"(?<![.?!…])([.?!…]+)[\"'”’)\]}»]*\s+(\S)")
 _OPENERS = "\"'“‘([{«"
 # Words a period does not end (lowercase, without the period). Punkt learns a longer list from data;
 # these are the frequent English ones. Single letters (initials) and dotted forms are handled apart.

@@ -121,9 +121,10 @@ class FineWebQualityFilter(Step):
         n_lines = len(lines)
         lengths = list(map(len, lines))
         total_chars = sum(lengths)
-        per_line = 1 / n_lines if n_lines else 0.0
-        punct_ratio = sum(map(self._ends_in_punct, lines)) * per_line
-        short_ratio = sum(map(self.short_line_length.__ge__, lengths)) * per_line
+        # One division per share: k * (1 / n) can land above k / n (9 * (1/75) > 0.12) and flip
+        # the inclusive thresholds of §3.6.
+        punct_ratio = sum(map(self._ends_in_punct, lines)) / n_lines if n_lines else 0.0
+        short_ratio = sum(map(self.short_line_length.__ge__, lengths)) / n_lines if n_lines else 0.0
         distinct = set(lines)
         # Characters of the copies after the first = all line characters - those of distinct lines.
         dup_chars = total_chars - sum(map(len, distinct)) if len(distinct) < n_lines else 0
