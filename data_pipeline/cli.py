@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ExecutorError) as e:
+    except (OSError, ValueError, ExecutorError) as e:  # OSError: missing files, disk full
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted):
