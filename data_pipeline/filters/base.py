@@ -78,6 +78,19 @@ class Step:
         raise NotImplementedError(f"{type(self).__name__} implements neither apply() nor process()")
 
 
+def check_number(
+    name: str, value: Any, lo: float = 0.0, hi: float | None = None, *, integer: bool = False
+) -> None:
+    """Reject a threshold that is not a number in [lo, hi] (None is allowed: the check is off)."""
+    if value is None:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"{name}={value!r}: expected {'an integer' if integer else 'a number'} or None")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value!r}: must be in [{lo}, {'inf' if hi is None else hi}]")
+
+
 def build_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
     """Instantiate a registered step, rejecting unknown names and parameters with the valid ones."""
     import data_pipeline.filters  # noqa: F401  (registers the built-in steps)

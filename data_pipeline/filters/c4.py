@@ -64,7 +64,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_pipeline.document import Doc
-from data_pipeline.filters.base import Step, param, register
+from data_pipeline.filters.base import Step, check_number, param, register
 
 # c4_utils `_END_MARKS`: the paper's "period, exclamation mark, question mark, or end quotation mark";
 # only the ASCII double quote counts as the latter (not ” or ').
@@ -132,16 +132,6 @@ _SWITCHES = (
 )
 
 
-def _check_limit(name: str, value: Any, lo: int) -> None:
-    """Reject a count threshold that is not an integer >= lo (None turns the rule off)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}={value!r}: expected an integer or None")
-    if value < lo:
-        raise ValueError(f"{name}={value!r}: must be >= {lo}")
-
-
 def _check_strings(name: str, value: Any) -> None:
     if isinstance(value, str) or not all(isinstance(s, str) and s for s in value):
         raise ValueError(f"{name}={value!r}: expected a list of non-empty strings")
@@ -168,9 +158,9 @@ class C4Filter(Step):
     remove_lines: bool = param(True, "rewrite kept pages without the removed lines (False: only count)")
 
     def __post_init__(self) -> None:
-        _check_limit("min_words_per_line", self.min_words_per_line, 0)
-        _check_limit("min_num_sentences", self.min_num_sentences, 0)
-        _check_limit("max_word_length", self.max_word_length, 1)
+        check_number("min_words_per_line", self.min_words_per_line, 0, integer=True)
+        check_number("min_num_sentences", self.min_num_sentences, 0, integer=True)
+        check_number("max_word_length", self.max_word_length, 1, integer=True)
         for field in _SWITCHES:
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"{field}={getattr(self, field)!r}: expected true or false")

@@ -41,25 +41,14 @@ from __future__ import annotations
 
 import dataclasses
 from operator import methodcaller
-from typing import Any
 
 import pyarrow as pa
 
 from data_pipeline.document import Doc
-from data_pipeline.filters.base import Step, param, register
+from data_pipeline.filters.base import Step, check_number, param, register
 
 # datatrove FineWebQualityFilter `stop_chars`. Unlike C4's end marks it includes the single quote.
 STOP_CHARS = [".", "'", '"', "!", "?"]
-
-
-def _check_fraction(name: str, value: Any) -> None:
-    """Reject a share threshold outside [0, 1] (None turns the check off)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}={value!r}: expected a number or None")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r}: must be in [0, 1]")
 
 
 @register
@@ -82,9 +71,9 @@ class FineWebQualityFilter(Step):
     )
 
     def __post_init__(self) -> None:
-        _check_fraction("line_punct_thr", self.line_punct_thr)
-        _check_fraction("short_line_thr", self.short_line_thr)
-        _check_fraction("char_duplicates_ratio", self.char_duplicates_ratio)
+        check_number("line_punct_thr", self.line_punct_thr, 0.0, 1.0)
+        check_number("short_line_thr", self.short_line_thr, 0.0, 1.0)
+        check_number("char_duplicates_ratio", self.char_duplicates_ratio, 0.0, 1.0)
         if self.new_line_ratio is not None and (
             isinstance(self.new_line_ratio, bool)
             or not isinstance(self.new_line_ratio, (int, float))

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_pipeline.document import Doc
-from data_pipeline.filters.base import Step, param, register
+from data_pipeline.filters.base import Step, check_number, param, register
 
 # Gopher App. A.1.1: "at least two of the following English words: the, be, to, of, and, that, have, with".
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -41,17 +41,6 @@ ELLIPSES = ("...", "…")
 _TRAILING_PUNCT = ("", ",", ".", ";", ":", "!", "?")
 
 
-def _check(name: str, value: Any, lo: float = 0.0, hi: float | None = None, *, integer: bool = False) -> None:
-    """Reject a threshold that is not a number in [lo, hi] (None is allowed: the check is off)."""
-    if value is None:
-        return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ValueError(f"{name}={value!r}: expected {'an integer' if integer else 'a number'} or None")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value!r}: must be in [{lo}, {'inf' if hi is None else hi}]")
-
-
 def _ngram_thresholds(name: str, value: Mapping[Any, Any] | Sequence[Sequence[Any]]) -> dict[int, float]:
     """Normalise {n: max_fraction} (keys may be YAML/JSON strings) or [[n, max_fraction], ...]."""
     items: Iterable[Any] = value.items() if isinstance(value, Mapping) else value
@@ -61,7 +50,7 @@ def _ngram_thresholds(name: str, value: Mapping[Any, Any] | Sequence[Sequence[An
             n_int = int(n)
             if n_int < 1 or isinstance(n, float) and n != n_int:
                 raise ValueError
-            _check(f"{name}[{n_int}]", frac)
+            check_number(f"{name}[{n_int}]", frac)
             if frac is None:
                 raise ValueError
             out[n_int] = float(frac)
@@ -124,20 +113,20 @@ class GopherQualityFilter(Step):
     bullets: list[str] = param(BULLETS, "line openings that mark a bullet point")
 
     def __post_init__(self) -> None:
-        _check("min_words", self.min_words, integer=True)
-        _check("max_words", self.max_words, integer=True)
-        _check("min_mean_word_length", self.min_mean_word_length)
-        _check("max_mean_word_length", self.max_mean_word_length)
+        check_number("min_words", self.min_words, integer=True)
+        check_number("max_words", self.max_words, integer=True)
+        check_number("min_mean_word_length", self.min_mean_word_length)
+        check_number("max_mean_word_length", self.max_mean_word_length)
         bounds = [(self.min_words, self.max_words), (self.min_mean_word_length, self.max_mean_word_length)]
         for lo, hi in bounds:
             if lo is not None and hi is not None and lo > hi:
                 raise ValueError(f"minimum {lo} is above maximum {hi}")
-        _check("max_hash_ratio", self.max_hash_ratio)
-        _check("max_ellipsis_ratio", self.max_ellipsis_ratio)
-        _check("max_bullet_lines", self.max_bullet_lines, hi=1.0)
-        _check("max_ellipsis_lines", self.max_ellipsis_lines, hi=1.0)
-        _check("min_alpha_words", self.min_alpha_words, hi=1.0)
-        _check("min_stop_words", self.min_stop_words, integer=True)
+        check_number("max_hash_ratio", self.max_hash_ratio)
+        check_number("max_ellipsis_ratio", self.max_ellipsis_ratio)
+        check_number("max_bullet_lines", self.max_bullet_lines, hi=1.0)
+        check_number("max_ellipsis_lines", self.max_ellipsis_lines, hi=1.0)
+        check_number("min_alpha_words", self.min_alpha_words, hi=1.0)
+        check_number("min_stop_words", self.min_stop_words, integer=True)
         for field in ("stop_words", "bullets"):
             value = getattr(self, field)
             if isinstance(value, str) or not all(isinstance(s, str) and s for s in value):
@@ -286,7 +275,7 @@ class GopherRepetitionFilter(Step):
 
     def __post_init__(self) -> None:
         for field in _UNIT_FIELDS:
-            _check(field, getattr(self, field), hi=1.0)
+            check_number(field, getattr(self, field), hi=1.0)
         for field in ("max_top_ngram_char_frac", "max_dup_ngram_char_frac"):
             setattr(self, field, _ngram_thresholds(field, getattr(self, field)))
 
