@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.cli import main
-from data_pipeline.stages import run_filter
+from data_pipeline.stages import DEFAULT_FILTER_STEPS, run_filter
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTH = [("length", {"min_chars": 20})]
@@ -195,6 +195,9 @@ def test_huge_document_and_empty_inputs(tmp_path, capsys):
     summary = run_filter(corpus, tmp_path / "out", [("length", {"max_chars": 5_000_000})], progress=False)
     assert summary["dropped"] == {"length:too_long": 1, "length:too_short": 1}
     assert pq.read_table(tmp_path / "out" / "big-00000.parquet").num_rows == 0  # schema kept
+    default = [(name, {}) for name in DEFAULT_FILTER_STEPS]
+    summary = run_filter(corpus, tmp_path / "all", default, progress=False)
+    assert summary["docs_in"] == 2 and summary["docs_out"] == 0  # every step copes with 10 MB
     (tmp_path / "empty").mkdir()
     assert main(["filter", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o2")]) == 1
     assert "contains no *.parquet files" in capsys.readouterr().err
