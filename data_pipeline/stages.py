@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from data_pipeline.executors.local import run_local
 from data_pipeline.filters.base import Step, build_step
 from data_pipeline.io import DEFAULT_BATCH_ROWS, create_text_once, list_parquet
@@ -92,8 +94,8 @@ def _unique_stems(shards: Sequence[Path]) -> None:
         seen[shard.stem] = shard
 
 
-def _all_texts(shards: Sequence[Path], skip_bad: bool) -> Iterator[str]:
-    for shard in shards:
+def _all_texts(shards: Sequence[Path], skip_bad: bool, label: str, progress: bool) -> Iterator[str]:
+    for shard in tqdm(shards, desc=label, unit="shard", disable=not progress, file=sys.stderr):
         try:
             yield from iter_shard_texts(shard, skip_bad)
         except ShardError:
@@ -148,8 +150,7 @@ def run_filter(
     check_stage_dir(out_dir, config, overwrite)
     for step in built:
         if step.needs_fit():
-            print(f"{step.name}: fitting on {len(shards)} input shards", file=sys.stderr)
-            step.fit(_all_texts(shards, on_bad_input == "skip"))
+            step.fit(_all_texts(shards, on_bad_input == "skip", f"{step.name}: fit", progress))
     task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
     mine = shards[rank::world_size]
     result = run_local(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
