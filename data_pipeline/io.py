@@ -6,6 +6,7 @@ import glob
 import os
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,37 +57,39 @@ def atomic_write_parquet(table: pa.Table, path: Path | str, **kwargs) -> Path:
     return path
 
 
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write UTF-8 text as `path.tmp` then rename, so readers never see a partial file."""
-    path = Path(path)
+@contextmanager
+def _staged_text(path: Path, text: str) -> Iterator[Path]:
+    """Write UTF-8 text to a unique temp file beside `path`; the temp file is gone afterwards."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
+        yield tmp
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write UTF-8 text as a temp file then rename, so readers never see a partial file."""
+    path = Path(path)
+    with _staged_text(path, text) as tmp:
+        os.replace(tmp, path)
     return path
 
 
 def create_text_once(path: Path | str, text: str) -> bool:
     """Create a complete file at `path` unless one exists; True if this call created it.
 
-    Atomic among concurrent writers: the text goes to a temp file that is then hard-linked to
-    `path`, which fails if `path` exists, so readers never see a partial file.
+    Atomic among concurrent writers: the temp file is hard-linked to `path`, which fails if `path`
+    exists, so readers never see a partial file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _staged_text(path, text) as tmp:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    return True
 
 
 def open_parquet(path: Path | str) -> pq.ParquetFile:

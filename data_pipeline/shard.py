@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_pipeline.document import Doc
@@ -309,14 +310,18 @@ def process_shard(
                 ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
                 table = table.append_column("id", pa.array(ids, type=pa.string()))
             docs = _documents(batch, _texts(shard, batch, row, skip_bad))
-            stats.bytes_in += sum(len(d.text.encode("utf-8")) for d in docs)
+            # UTF-8 sizes from Arrow's offsets, not by re-encoding every document in Python.
+            valid = pa.array([d.drop_reason is None for d in docs], type=pa.bool_())
+            lengths = pc.if_else(valid, pc.binary_length(batch.column("text")), 0)
+            stats.bytes_in += pc.sum(lengths).as_py() or 0
             _run_steps(steps, docs, stats)
             dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
             kept = [d for d in docs if d.drop_reason is None]
             stats.docs_in += len(docs)
             stats.docs_out += len(kept)
-            stats.bytes_out += sum(len(d.text.encode("utf-8")) for d in kept)
-            kept_writer.write(_output_table(table, docs, steps, lambda d: d.drop_reason is None, {}))
+            kept_table = _output_table(table, docs, steps, lambda d: d.drop_reason is None, {})
+            stats.bytes_out += pc.sum(pc.binary_length(kept_table.column("text"))).as_py() or 0
+            kept_writer.write(kept_table)
             if dropped_writer is not None:
                 reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
                 extra = {"drop_reason": pa.array(reasons, type=pa.string())}
