@@ -8,12 +8,14 @@ output) and exit; finished shards stay finished. A worker that dies (kill -9, OO
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
-import queue
+import multiprocessing.connection
 import signal
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +56,8 @@ class RunResult:
 def _count_rows(shards: Sequence[Path]) -> int | None:
     try:
         return sum(open_parquet(s).metadata.num_rows for s in shards)
-    except (ValueError, FileNotFoundError):
-        return None  # reported properly when the shard itself is processed
+    except (ValueError, OSError):
+        return None  # not Parquet (dedup partitions) or bad: reported when processed
 
 
 def _bars(shards: int, docs: int | None, resumed: int, show: bool) -> tuple[tqdm, tqdm]:
@@ -127,50 +129,52 @@ def _run_inline(task, pending, _workers, skip_bad, result, shard_bar, doc_bar) -
 
 
 _TERMINATED = False  # set by a worker's SIGTERM handler
+STOP_GRACE_SECONDS = 60.0  # after a stop, how long workers get to abandon their shard before being killed
 
 
 def _on_worker_term(signum, frame) -> None:
-    # Only a plain flag: mp.Event.set() takes a non-reentrant lock that the interrupted code may hold.
+    # Only a plain flag: anything taking a lock could deadlock with the code it interrupted.
     global _TERMINATED
     _TERMINATED = True
 
 
-def _worker(rank: int, task: ShardTask, shards: list[Path], next_index, stop, messages, skip_bad) -> None:
+def _worker(rank: int, task: ShardTask, conn, stop, skip_bad: bool) -> None:
+    """Process the shards the parent sends over `conn` until it sends None or a stop is raised.
+
+    Each worker talks to the parent over its own pipe and the stop flag is lock-free shared memory,
+    so a worker killed at any instant cannot leave a lock held that another process waits on.
+    """
     # Ctrl-C reaches the whole process group; only the parent reacts, then raises the stop flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_worker_term)
 
     def should_stop() -> bool:
-        return _TERMINATED or stop.is_set()
+        return _TERMINATED or bool(stop.value)
 
     try:
         task.setup()
     except Exception:
-        messages.put(("error", rank, None, traceback.format_exc()))
+        conn.send(("error", None, traceback.format_exc()))
         return
-    while not should_stop():
-        with next_index.get_lock():
-            index = next_index.value
-            next_index.value += 1
-        if index >= len(shards):
-            return
-        shard = shards[index]
-        messages.put(("start", rank, shard.name, None))
+    conn.send(("ready", None, None))
+    while True:
         try:
-            stats = task(
-                shard, should_stop=should_stop, progress=lambda n: messages.put(("docs", rank, None, n))
-            )
+            shard = conn.recv()
+        except EOFError:
+            return
+        if shard is None or should_stop():
+            return
+        try:
+            stats = task(shard, should_stop=should_stop, progress=lambda n: conn.send(("docs", None, n)))
         except Interrupted:
             return
         except ShardError as e:
-            messages.put(("bad", rank, shard.name, str(e)))
-            if not skip_bad:
-                return
-            continue
+            conn.send(("bad", shard.name, str(e)))
+            continue  # the parent answers with the next shard, or None unless skipping bad shards
         except Exception:
-            messages.put(("error", rank, shard.name, traceback.format_exc()))
+            conn.send(("error", shard.name, traceback.format_exc()))
             return
-        messages.put(("done", rank, shard.name, stats.to_json()))
+        conn.send(("done", shard.name, stats.to_json()))
 
 
 class _Monitor:
@@ -182,17 +186,16 @@ class _Monitor:
         self.current: dict[int, str | None] = {}
         self.errors: list[str] = []
 
-    def handle(self, kind: str, rank: int, shard: str | None, payload: Any) -> None:
-        if kind == "start":
-            self.current[rank] = shard
-        elif kind == "docs":
+    def handle(self, kind: str, rank: int, shard: str | None, payload: Any) -> bool:
+        """Record one message; True when the worker now waits for its next shard."""
+        if kind == "docs":
             self.doc_bar.update(payload)
-        elif kind == "done":
+            return False
+        self.current[rank] = None
+        if kind == "done":
             self.result.finished.append(ShardStats.from_json(payload))
-            self.current[rank] = None
             self.shard_bar.update(1)
         elif kind == "bad":
-            self.current[rank] = None
             if self.skip_bad:
                 self.result.skipped[shard] = payload
                 tqdm.write(f"skipped {shard}: {payload}", file=sys.stderr)
@@ -200,73 +203,83 @@ class _Monitor:
             else:
                 self.errors.append(payload)
         elif kind == "error":
-            self.current[rank] = None
             self.errors.append(f"worker {rank}{f' on {shard}' if shard else ''} failed:\n{payload}")
-
-    def drain(self, messages, timeout: float, budget: float = 0.5) -> None:
-        """Handle messages until none arrives for `timeout` s or `budget` s have passed.
-
-        The budget keeps a steady stream of progress messages from starving the caller's checks
-        (dead workers, signals).
-        """
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            try:
-                self.handle(*messages.get(timeout=timeout))
-            except queue.Empty:
-                return
+            return False
+        return True
 
 
 def _run_processes(task, pending, workers, skip_bad, result, shard_bar, doc_bar) -> None:
     ctx = mp.get_context("spawn")  # fork would copy Arrow's thread pools and loaded models mid-use
-    stop = ctx.Event()
-    messages = ctx.Queue()
-    next_index = ctx.Value("l", 0)
-    procs = [
-        ctx.Process(target=_worker, args=(r, task, list(pending), next_index, stop, messages, skip_bad))
-        for r in range(workers)
-    ]
+    stop = ctx.RawValue("b", 0)
+    todo = deque(pending)
     monitor = _Monitor(result, skip_bad, shard_bar, doc_bar)
+    procs: list[mp.Process] = []
+    conns: dict[int, Any] = {}  # rank -> parent end of its pipe, until the worker closes it
     dead: set[int] = set()
     signalled = {"flag": False}
+    stopped_at: float | None = None
 
     def on_signal(signum, frame):
-        # A flag the loop polls: raising from a handler could cut a Queue.get off mid-message.
+        # A flag the loop polls: raising from a handler could cut a pipe read off mid-message.
         signalled["flag"] = True
+
+    def assign(rank: int) -> None:
+        halted = stop.value or (monitor.errors and not skip_bad)
+        shard = todo.popleft() if todo and not halted else None
+        monitor.current[rank] = shard.name if shard is not None else None
+        with contextlib.suppress(OSError):  # a gone worker's exit code is reported below
+            conns[rank].send(shard)
+
+    def receive(rank: int) -> None:
+        try:
+            message = conns[rank].recv()
+        except (EOFError, OSError):  # closed, or cut off mid-message by a kill
+            del conns[rank]
+            return
+        if monitor.handle(message[0], rank, message[1], message[2]):
+            assign(rank)
 
     # Children inherit an ignored signal (not a handler), so they start immune until their own
     # handlers are in place; a Ctrl-C during their imports would otherwise print tracebacks.
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for p in procs:
+        for rank in range(workers):
+            parent_end, child_end = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(rank, task, child_end, stop, skip_bad))
             p.start()
+            child_end.close()  # so the parent sees EOF once the worker exits
+            procs.append(p)
+            conns[rank] = parent_end
         for sig in previous:
             signal.signal(sig, on_signal)
-        while not signalled["flag"]:
-            monitor.drain(messages, timeout=0.2)
-            if monitor.errors and not skip_bad:
-                stop.set()
+        while conns or any(p.is_alive() for p in procs):
+            ready = mp.connection.wait(list(conns.values()), timeout=0.2) if conns else time.sleep(0.2)
+            for rank in [r for r, c in list(conns.items()) if c in (ready or [])]:
+                receive(rank)
             for rank, p in enumerate(procs):
-                if not p.is_alive() and p.exitcode not in (0, None) and rank not in dead:
+                if p.exitcode not in (0, None) and rank not in dead:
                     dead.add(rank)
                     monitor.errors.append(
                         f"worker {rank} died (exit code {p.exitcode}) while processing "
                         f"{monitor.current.get(rank) or 'no shard'}; re-run the command to resume"
                     )
-                    stop.set()
-            if not any(p.is_alive() for p in procs):
-                break
-        stop.set()
+            if signalled["flag"] or (monitor.errors and not skip_bad):
+                stop.value = 1
+            if stop.value and stopped_at is None:
+                stopped_at = time.monotonic()
+            if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_SECONDS:
+                break  # a worker ignores the stop (stuck in native code): kill it below
     finally:
         for p in procs:
-            p.join(timeout=60)
+            p.join(timeout=0 if stopped_at is None else 5)
             if p.is_alive():
                 p.kill()
+                p.join()
+        for conn in conns.values():
+            conn.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    interrupted = signalled["flag"]
-    monitor.drain(messages, timeout=0.1, budget=10.0)
-    if interrupted:
+    if signalled["flag"]:
         raise KeyboardInterrupt
     if monitor.errors:
         raise ExecutorError("\n".join(monitor.errors))
