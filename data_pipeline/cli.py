@@ -135,6 +135,54 @@ def cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from data_pipeline.dedup.minhash import MinHashConfig, choose_bands_rows, format_s_curve
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
+    from data_pipeline.dedup.tasks import DedupConfig
+
+    bands, rows = args.bands, args.rows
+    if args.threshold is not None:
+        if not 0.0 < args.threshold < 1.0:
+            raise ValueError(f"--threshold {args.threshold}: expected a Jaccard similarity in (0, 1)")
+        bands, rows = choose_bands_rows(args.threshold, args.num_perm)
+    minhash = MinHashConfig(ngram_size=args.ngram, bands=bands, rows=rows, seed=args.seed)
+    if args.s_curve:
+        print(f"{bands} bands x {rows} rows ({bands * rows} permutations):")
+        print(format_s_curve(bands, rows))
+        return 0
+    cfg = DedupConfig(
+        method=args.method,
+        minhash=minhash,
+        normalize=not args.no_normalize,
+        url_column=args.url_column,
+        timestamp_column=args.timestamp_column or None,
+        annotate=args.annotate,
+        verify_threshold=None if args.no_verify else args.verify_threshold,
+    )
+    if args.list_stages:
+        print(" ".join(stage_names(list_parquet(args.input), cfg, args.partitions, args.rows_per_partition)))
+        return 0
+    summary = run_dedup(
+        args.input,
+        args.output,
+        cfg,
+        workers=args.workers,
+        batch_rows=args.batch_rows,
+        rows_per_file=args.rows_per_file,
+        write_dropped=args.write_dropped,
+        on_bad_input=args.on_bad_input,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        stage=args.stage,
+        rank=args.rank,
+        world_size=args.world_size,
+        partitions=args.partitions,
+        rows_per_partition=args.rows_per_partition,
+    )
+    print_dedup_summary(summary, args.output)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from data_pipeline.recipe import load_recipe, parse_stages, run_recipe
 
@@ -214,6 +262,22 @@ def _io_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_output_options(sub: argparse.ArgumentParser) -> None:
+    """Options of commands that rewrite shards through `shard.process_shard` (filter, dedup)."""
+    sub.add_argument("--batch-rows", type=_positive_int, default=1024, help="documents per processing batch")
+    sub.add_argument(
+        "--rows-per-file",
+        type=_positive_int,
+        default=None,
+        help="split each shard's output into parts of at most this many rows (default: one part)",
+    )
+    sub.add_argument(
+        "--write-dropped",
+        action="store_true",
+        help="also write dropped documents, with a drop_reason column, to OUT/dropped/",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Andes data pipeline: Parquet documents to training shards."
@@ -279,18 +343,77 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP.PARAM=VALUE",
         help="override a step parameter (repeatable; VALUE parsed as YAML)",
     )
-    sub.add_argument("--batch-rows", type=_positive_int, default=1024, help="documents per processing batch")
+    _shard_output_options(sub)
+
+    sub = add("dedup", cmd_dedup, "remove (or mark) near-duplicate, exact-duplicate or same-URL documents")
+    sub.epilog = (
+        "Stages: hash -> buckets -> merge-0..merge-K -> remove, work files in OUT/.dedup/. Without "
+        "--stage all run here; with --stage each is a job-array step (--rank/--world-size). Outputs: "
+        "OUT/<shard>-NNNNN.parquet, OUT/.done/<shard>.json, OUT/stats.json, OUT/dedup_report.json "
+        "(clusters, size histogram, example pairs). Re-running the same command resumes."
+    )
+    _io_options(sub)
     sub.add_argument(
-        "--rows-per-file",
+        "--method",
+        choices=["minhash", "exact", "url"],
+        default="minhash",
+        help="minhash: near duplicates by 5-gram Jaccard (LSH); exact: equal normalised text; "
+        "url: same URL, keeping the newest version",
+    )
+    sub.add_argument(
+        "--annotate",
+        action="store_true",
+        help="keep every document, adding <method>_cluster (keeper's key) and <method>_duplicate columns",
+    )
+    sub.add_argument("--ngram", type=_positive_int, default=5, help="words per shingle (minhash)")
+    sub.add_argument("--bands", type=_positive_int, default=14, help="LSH bands (minhash; FineWeb: 14)")
+    sub.add_argument("--rows", type=_positive_int, default=8, help="MinHash values per band (FineWeb: 8)")
+    sub.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="pick bands x rows for this Jaccard threshold out of --num-perm permutations instead",
+    )
+    sub.add_argument("--num-perm", type=_positive_int, default=112, help="permutations for --threshold")
+    sub.add_argument("--seed", type=int, default=1, help="MinHash permutation seed (datasketch's default)")
+    sub.add_argument("--s-curve", action="store_true", help="print P(candidate) by Jaccard and exit")
+    sub.add_argument(
+        "--verify-threshold",
+        type=float,
+        default=0.75,
+        help="minhash: link an LSH candidate pair only if its estimated Jaccard reaches this",
+    )
+    sub.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="minhash: every LSH candidate pair is a duplicate (datatrove)",
+    )
+    sub.add_argument(
+        "--no-normalize", action="store_true", help="exact: compare raw text instead of normalised text"
+    )
+    sub.add_argument("--url-column", default="url", help="url: column holding the URL")
+    sub.add_argument(
+        "--timestamp-column",
+        default="timestamp",
+        help="url: keep the newest version by this column ('' keeps the first document instead)",
+    )
+    sub.add_argument(
+        "--stage", default=None, help="run only this stage (see --list-stages), e.g. as a Slurm array step"
+    )
+    sub.add_argument("--list-stages", action="store_true", help="print this run's stage names and exit")
+    sub.add_argument(
+        "--partitions",
         type=_positive_int,
         default=None,
-        help="split each shard's output into parts of at most this many rows (default: one part)",
+        help="bucket partitions (default: enough for --rows-per-partition each)",
     )
     sub.add_argument(
-        "--write-dropped",
-        action="store_true",
-        help="also write dropped documents, with a drop_reason column, to OUT/dropped/",
+        "--rows-per-partition",
+        type=_positive_int,
+        default=4_000_000,
+        help="bucket rows (72 bytes each with verification) one buckets task sorts in memory; bounds memory",
     )
+    _shard_output_options(sub)
 
     sub = add("run", cmd_run, "run a multi-stage recipe (YAML): filter, train_tokenizer, pack")
     sub.add_argument("recipe", type=Path, help="recipe file, e.g. configs/pipeline/fineweb.yaml")

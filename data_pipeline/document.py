@@ -20,10 +20,11 @@ _VIEWS = ("lines", "nonempty_lines", "words", "paragraphs")
 class Doc:
     """A document in flight: its text, url, annotations and, once dropped, the reason."""
 
-    def __init__(self, text: str, url: str | None = None, index: int = 0) -> None:
+    def __init__(self, text: str, url: str | None = None, index: int = 0, row: int = 0) -> None:
         self._text = text
         self.url = url
         self.index = index  # row within the batch, to map results back to the Arrow table
+        self.row = row  # row within the input shard, to match corpus-level results (dedup)
         self.annotations: dict[str, Any] = {}
         self.drop_reason: str | None = None
         self.text_changed = False  # lets the writer reuse the input's Arrow text column when False

@@ -38,6 +38,24 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "write_dropped": False,
         "on_bad_input": "fail",
     },
+    "dedup": {
+        "method": "minhash",
+        "ngram_size": 5,
+        "bands": 14,
+        "rows": 8,
+        "seed": 1,
+        "verify_threshold": 0.75,
+        "normalize": True,
+        "url_column": "url",
+        "timestamp_column": "timestamp",
+        "annotate": False,
+        "partitions": None,
+        "rows_per_partition": 4_000_000,
+        "batch_rows": DEFAULT_BATCH_ROWS,
+        "rows_per_file": None,
+        "write_dropped": False,
+        "on_bad_input": "fail",
+    },
     "train_tokenizer": {"vocab_size": None, "max_chars": None},
     "pack": {"seq_len": None, "tokenizer": None, "val_fraction": 0.0, "rows_per_shard": 4096, "seed": 0},
 }
@@ -160,6 +178,40 @@ def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progr
     return out
 
 
+def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+    from data_pipeline.dedup.minhash import MinHashConfig
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup
+    from data_pipeline.dedup.tasks import DedupConfig
+
+    p = stage.params
+    minhash = MinHashConfig(ngram_size=p["ngram_size"], bands=p["bands"], rows=p["rows"], seed=p["seed"])
+    cfg = DedupConfig(
+        method=p["method"],
+        minhash=minhash,
+        normalize=p["normalize"],
+        url_column=p["url_column"],
+        timestamp_column=p["timestamp_column"] or None,
+        verify_threshold=p["verify_threshold"],
+        annotate=p["annotate"],
+    )
+    summary = run_dedup(
+        current,
+        out,
+        cfg,
+        workers=workers,
+        batch_rows=p["batch_rows"],
+        rows_per_file=p["rows_per_file"],
+        write_dropped=p["write_dropped"],
+        on_bad_input=p["on_bad_input"],
+        overwrite=overwrite,
+        progress=progress,
+        partitions=p["partitions"],
+        rows_per_partition=p["rows_per_partition"],
+    )
+    print_dedup_summary(summary, out)
+    return out
+
+
 def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
     from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
 
@@ -204,6 +256,7 @@ def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progres
 
 _RUNNERS: dict[str, Callable[..., Path]] = {
     "filter": _run_filter,
+    "dedup": _run_dedup,
     "train_tokenizer": _run_train_tokenizer,
     "pack": _run_pack,
 }

@@ -151,7 +151,7 @@ class _PartWriter:
             tmp.unlink(missing_ok=True)
 
 
-def _texts(shard: Path, batch: pa.RecordBatch, first_row: int, skip_bad: bool) -> list[str | None]:
+def batch_texts(shard: Path, batch: pa.RecordBatch, first_row: int, skip_bad: bool) -> list[str | None]:
     """The text column as Python strings; None marks a row that is null or not valid UTF-8."""
     column = batch.column("text")
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -213,7 +213,7 @@ def _output_table(
     return out
 
 
-def _read_batches(shard: Path, file: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+def read_batches(shard: Path, file: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
     """(first row, batch) pairs; read errors become ShardError naming the shard and row."""
     row = 0
     batches = file.iter_batches(batch_size=batch_rows)
@@ -228,7 +228,7 @@ def _read_batches(shard: Path, file: pq.ParquetFile, batch_rows: int) -> Iterato
         row += batch.num_rows
 
 
-def _open_shard(shard: Path) -> pq.ParquetFile:
+def open_shard(shard: Path) -> pq.ParquetFile:
     try:
         file = open_parquet(shard)
     except (ValueError, FileNotFoundError) as e:
@@ -247,17 +247,17 @@ def _open_shard(shard: Path) -> pq.ParquetFile:
 
 def iter_shard_texts(shard: Path, skip_bad: bool = False) -> Iterator[str]:
     """Every valid text of a shard, with the same checks as processing it (for corpus-level fits)."""
-    file = _open_shard(shard)
-    for row, batch in _read_batches(shard, file, DEFAULT_BATCH_ROWS):
-        yield from (t for t in _texts(shard, batch, row, skip_bad) if t is not None)
+    file = open_shard(shard)
+    for row, batch in read_batches(shard, file, DEFAULT_BATCH_ROWS):
+        yield from (t for t in batch_texts(shard, batch, row, skip_bad) if t is not None)
 
 
-def _documents(batch: pa.RecordBatch, texts: list[str | None]) -> list[Doc]:
+def _documents(batch: pa.RecordBatch, texts: list[str | None], first_row: int) -> list[Doc]:
     urls = batch.column("url").to_pylist() if "url" in batch.schema.names else None
     nulls = batch.column("text").is_null().to_pylist()
     docs = []
     for i, text in enumerate(texts):
-        doc = Doc(text if text is not None else "", urls[i] if urls else None, i)
+        doc = Doc(text if text is not None else "", urls[i] if urls else None, i, first_row + i)
         if text is None:
             doc.drop_reason = NULL_TEXT if nulls[i] else BAD_UTF8
         docs.append(doc)
@@ -295,21 +295,23 @@ def process_shard(
         raise ValueError(f"batch_rows={batch_rows} and rows_per_file={rows_per_file} must be >= 1")
     start = time.perf_counter()
     clean_partial(out_dir, shard)
-    file = _open_shard(shard)
+    file = open_shard(shard)
     batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
     stats = ShardStats(shard=shard.name, steps={s.name: StepStats() for s in steps})
     dropped: Counter[str] = Counter()
     kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
     dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None
     try:
-        for row, batch in _read_batches(shard, file, batch_rows):
+        for step in steps:
+            step.begin_shard(shard)
+        for row, batch in read_batches(shard, file, batch_rows):
             if should_stop():
                 raise Interrupted(str(shard))
             table = pa.Table.from_batches([batch])
             if "id" not in table.schema.names:  # DESIGN.md: ids are made if missing
                 ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
                 table = table.append_column("id", pa.array(ids, type=pa.string()))
-            docs = _documents(batch, _texts(shard, batch, row, skip_bad))
+            docs = _documents(batch, batch_texts(shard, batch, row, skip_bad), row)
             # UTF-8 sizes from Arrow's offsets, not by re-encoding every document in Python.
             valid = pa.array([d.drop_reason is None for d in docs], type=pa.bool_())
             lengths = pc.if_else(valid, pc.binary_length(batch.column("text")), 0)

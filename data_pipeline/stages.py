@@ -86,7 +86,22 @@ def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
         )
 
 
-def _unique_stems(shards: Sequence[Path]) -> None:
+def check_run_options(
+    on_bad_input: str, rank: int, world_size: int, overwrite: bool, **counts: int | None
+) -> None:
+    """Usage checks shared by the sharded stages; `counts` must be positive integers (or None)."""
+    if on_bad_input not in ("fail", "skip"):
+        raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    if overwrite and world_size > 1:
+        raise ValueError("--overwrite with world_size > 1 would let tasks delete each other's output")
+
+
+def unique_stems(shards: Sequence[Path]) -> None:
     seen: dict[str, Path] = {}
     for shard in shards:
         if shard.stem in seen:
@@ -123,17 +138,17 @@ def run_filter(
     With `world_size` > 1 this call takes only shards[rank::world_size] (one task of a job array);
     stats.json then covers every shard finished so far, by any task, and counts the pending ones.
     """
-    if on_bad_input not in ("fail", "skip"):
-        raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
-    for name, value in (("workers", workers), ("batch_rows", batch_rows), ("rows_per_file", rows_per_file)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-    if overwrite and world_size > 1:
-        raise ValueError("--overwrite with world_size > 1 would let tasks delete each other's output")
+    check_run_options(
+        on_bad_input,
+        rank,
+        world_size,
+        overwrite,
+        workers=workers,
+        batch_rows=batch_rows,
+        rows_per_file=rows_per_file,
+    )
     shards = list_parquet(input)
-    _unique_stems(shards)
+    unique_stems(shards)
     built = build_steps(steps)
     out_dir = Path(output)
     config = {

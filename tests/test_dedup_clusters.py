@@ -266,3 +266,48 @@ def test_removal_keys_and_cluster_sizes() -> None:
     assert len(C.removal_keys(np.zeros(0, np.uint64), np.zeros(0, np.uint64))) == 0
     with pytest.raises(ValueError):
         C.removal_keys(nodes, roots[:3])
+
+
+def reference_verified(buckets: dict[int, list[int]], similar) -> set[tuple[int, int]]:
+    """The documented rule, one bucket at a time: a member joins the first star (heads in key
+    order) whose head it resembles; members resembling no head so far become the next head."""
+    edges = set()
+    for members in buckets.values():
+        rest = sorted(set(members))
+        while len(rest) > 1:
+            head, failed = rest[0], []
+            for m in rest[1:]:
+                (edges.add((head, m)) if similar(head, m) else failed.append(m))
+            rest = failed
+    return edges
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_verified_edges_follow_the_star_rule(seed):
+    rng = np.random.default_rng(seed)
+    n_rows = 400
+    keys = rng.integers(0, 60, n_rows).astype(np.uint64)
+    hashes = rng.integers(0, 25, n_rows).astype(np.uint64)
+    # A symmetric, deterministic similarity: documents in the same "family" resemble each other.
+    family = rng.integers(0, 3, 60)
+
+    def similar_keys(a: int, b: int) -> bool:
+        return family[a] == family[b]
+
+    src, dst = C.verified_edges(hashes, keys, lambda i, j: family[keys[i]] == family[keys[j]])
+    buckets: dict[int, list[int]] = {}
+    for h, k in zip(hashes.tolist(), keys.tolist(), strict=True):
+        buckets.setdefault(h, []).append(k)
+    assert set(zip(src.tolist(), dst.tolist(), strict=True)) == reference_verified(buckets, similar_keys)
+    assert (src < dst).all()
+
+
+def test_verified_edges_with_everything_similar_equal_candidate_edges():
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 1000, 500).astype(np.uint64)
+    hashes = rng.integers(0, 80, 500).astype(np.uint64)
+    got = C.verified_edges(hashes, keys, lambda i, j: np.ones(len(i), dtype=bool))
+    want = C.candidate_edges(hashes, keys)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    none = C.verified_edges(hashes, keys, lambda i, j: np.zeros(len(i), dtype=bool))
+    assert len(none[0]) == 0

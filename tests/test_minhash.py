@@ -196,3 +196,50 @@ def test_s_curve_values() -> None:
 def test_bad_config_names_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"MinHashConfig.{field}"):
         MinHashConfig(**{field: value})
+
+
+def test_sketch_estimate_tracks_full_signature_agreement() -> None:
+    from data_pipeline.dedup.minhash import sketch, sketch_jaccard
+
+    rng = np.random.default_rng(0)
+    for num_perm in (112, 7):
+        a = rng.integers(0, 2**32, (4000, num_perm), dtype=np.uint64).astype(np.uint32)
+        b = a.copy()
+        truth = rng.uniform(0, 1, len(a))
+        change = rng.uniform(0, 1, a.shape) >= truth[:, None]
+        b[change] = rng.integers(0, 2**32, int(change.sum()), dtype=np.uint64).astype(np.uint32)
+        full = (a == b).mean(axis=1)
+        est = sketch_jaccard(sketch(a), sketch(b), num_perm)
+        assert sketch(a).shape == (len(a), (num_perm + 1) // 2)
+        assert abs(float((est - full).mean())) < 0.01  # unbiased
+        if num_perm == 112:
+            assert float(np.abs(est - full).max()) < 0.2 and float(np.std(est - full)) < 0.04
+    same = sketch(a[:3])
+    assert np.allclose(sketch_jaccard(same, same, 7), 1.0)
+
+
+def test_band_collisions_follow_the_s_curve() -> None:
+    """Candidate rate of pairs at measured Jaccard s matches 1 - (1 - s^r)^b (sum over pairs)."""
+    from data_pipeline.dedup.minhash import lsh_probability, shingles
+
+    cfg = MinHashConfig()
+    rng = random.Random(3)
+    base, copies, sims = [], [], []
+    for _ in range(1200):
+        words = [f"{rng.choice(VOCAB)}{rng.choice('abcdefghij')}{rng.randint(0, 9)}" for _ in range(150)]
+        text = " ".join(words)
+        words = list(words)
+        for _ in range(rng.randint(1, 14)):
+            words[rng.randrange(len(words))] = rng.choice(["alpha", "beta", "gamma", "delta"])
+        copy = " ".join(words)
+        a, b = set(shingles(text, cfg)), set(shingles(copy, cfg))
+        base.append(text)
+        copies.append(copy)
+        sims.append(len(a & b) / len(a | b))
+    hb = band_hashes(signatures(base, cfg), cfg.bands, cfg.rows)
+    hc = band_hashes(signatures(copies, cfg), cfg.bands, cfg.rows)
+    hit = (hb == hc).any(axis=1)
+    p = lsh_probability(np.array(sims), cfg.bands, cfg.rows)
+    assert 0.3 < p.mean() < 0.95  # the test covers the steep part of the curve
+    sigma = float(np.sqrt((p * (1 - p)).sum()))
+    assert abs(int(hit.sum()) - float(p.sum())) < 4 * sigma + 1

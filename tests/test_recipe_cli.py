@@ -102,8 +102,12 @@ def test_shipped_recipes_parse():
     assert {p.stem for p in paths} >= {"demo", "fineweb", "llama3"}
     for path in paths:
         cfg = load_recipe(path, ["input=i", "output=o"])
-        stages = parse_stages(cfg, str(path))
-        assert stages[0].kind == "filter", path
+        kinds = [s.kind for s in parse_stages(cfg, str(path))]
+        assert "filter" in kinds, path
+        if path.stem in ("fineweb", "llama3"):  # FineWeb dedups after filtering, Llama 3 first
+            assert kinds == (
+                ["filter", "dedup", "filter"] if path.stem == "fineweb" else ["dedup", "dedup", "filter"]
+            )
 
 
 def test_filter_set_overrides_and_steps_listing(tmp_path, capsys):
@@ -165,3 +169,43 @@ def test_stats_reads_distributions_from_the_first_rows_of_a_big_file(tmp_path, c
     assert summary["rows"] == 100
     assert summary["numeric"]["score"]["count"] == 10 and summary["numeric"]["score"]["max"] == 9
     assert summary["text_chars"]["max"] == 10
+
+
+def test_recipe_with_dedup_stages(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    texts = prose_documents()[:20] * 2 + ["tiny", ""]  # 20 prose documents, each twice
+    urls = [f"https://example.org/{i}" for i in range(42)]
+    pq.write_table(pa.table({"text": texts, "url": urls}), docs / "docs.parquet")
+    recipe = _recipe(
+        tmp_path,
+        {
+            "input": str(docs),
+            "output": str(tmp_path / "out"),
+            "stages": [
+                {"filter": {"steps": [{"length": {"min_chars": 10}}]}},
+                {"dedup": {"method": "url", "timestamp_column": ""}},  # every URL differs
+                {"dedup": {"method": "minhash", "write_dropped": True}},
+            ],
+        },
+    )
+    out = run_recipe(recipe, progress=False)
+    assert out == tmp_path / "out" / "2_dedup"
+    assert json.loads((tmp_path / "out" / "1_dedup" / "dedup_report.json").read_text())["duplicates"] == 0
+    report = json.loads((out / "dedup_report.json").read_text())
+    assert report["duplicates"] == 20 and report["cluster_sizes"] == {"2": 20}
+    (part,) = out.glob("*.parquet")  # each stage names its parts after its input's
+    kept = pq.read_table(part)
+    assert kept.num_rows == 20 and len(set(kept["text"].to_pylist())) == 20
+    assert pq.read_table(out / "dropped" / part.name)["drop_reason"].to_pylist() == ["minhash:duplicate"] * 20
+    with pytest.raises(ValueError, match=r"stages.1.dedup: unknown option\(s\) \['bandz'\]"):
+        parse_stages(
+            OmegaConf.create(
+                {
+                    "input": "i",
+                    "output": "o",
+                    "stages": [{"filter": {"steps": ["length"]}}, {"dedup": {"bandz": 3}}],
+                }
+            ),
+            "r.yaml",
+        )

@@ -29,6 +29,8 @@ step 1, or they would form one giant cluster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 _U32 = np.uint64(32)
@@ -122,6 +124,46 @@ def candidate_edges(band_hash: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     src = k[first]
     linked = src != k  # drops group heads and repeats of the head's key
     return _unique_pairs(src[linked], k[linked])
+
+
+def verified_edges(
+    band_hash: np.ndarray, keys: np.ndarray, similar: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like `candidate_edges`, but an edge needs `similar(rows_a, rows_b)` (indices into the inputs).
+
+    Each bucket is a star from its smallest key; the members that fail against that head form
+    the next star among themselves (head = their smallest key), until every member has passed or
+    has no one left to be compared with. A bucket of near copies costs one comparison per member;
+    only buckets mixing dissimilar documents (rare: they share a whole band) take more rounds.
+    The result depends only on the set of rows, as `similar` is symmetric and deterministic.
+    """
+    band_hash = np.asarray(band_hash, dtype=np.uint64).ravel()
+    keys = np.asarray(keys, dtype=np.uint64).ravel()
+    if band_hash.shape != keys.shape:
+        raise ValueError(f"band_hash and keys differ in length: {band_hash.shape} vs {keys.shape}")
+    order = np.lexsort((keys, band_hash))
+    # Repeats of one key in a bucket (never happens for band hashes, which differ per band) go.
+    h, k = band_hash[order], keys[order]
+    distinct = np.ones(len(k), dtype=bool)
+    distinct[1:] = (h[1:] != h[:-1]) | (k[1:] != k[:-1])
+    rows = order[distinct]
+    srcs, dsts = [], []
+    while len(rows) > 1:
+        h = band_hash[rows]
+        new_group = np.empty(len(rows), dtype=bool)
+        new_group[0] = True
+        np.not_equal(h[1:], h[:-1], out=new_group[1:])
+        head = rows[np.maximum.accumulate(np.where(new_group, np.arange(len(rows)), 0))]
+        member = ~new_group
+        a, b = head[member], rows[member]
+        ok = np.asarray(similar(a, b), dtype=bool) if len(a) else np.zeros(0, dtype=bool)
+        srcs.append(keys[a[ok]])
+        dsts.append(keys[b[ok]])
+        rows = b[~ok]  # still sorted by (hash, key): the next round's stars
+    if not srcs:
+        empty = np.zeros(0, dtype=np.uint64)
+        return empty, empty.copy()
+    return _unique_pairs(np.concatenate(srcs), np.concatenate(dsts))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -420,3 +420,41 @@ def format_s_curve(b: int, r: int, step: float = 0.05) -> str:
     lines = [f"bands={b} rows={r} num_perm={b * r} threshold~(1/b)^(1/r)={(1 / b) ** (1 / r):.3f}"]
     lines += [f"{s:5.2f}  {p:.4f}  {'#' * round(p * 40)}" for s, p in s_curve_table(b, r, step)]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compact signatures for verifying candidates
+# ---------------------------------------------------------------------------------------------
+
+SKETCH_BITS = 4
+"""Bits kept of each MinHash value to verify candidate pairs (b-bit MinHash, Li & Koenig 2010)."""
+
+
+def sketch(sig: np.ndarray) -> np.ndarray:
+    """The low 4 bits of every MinHash value, two per byte: shape (n, ceil(num_perm / 2)), uint8.
+
+    An LSH candidate pair shares one band; its full similarity decides whether it is a duplicate.
+    Keeping 4 of 32 bits per value (56 bytes for 112 values) lets the bucket stage verify pairs on
+    the rows it holds anyway, at 1/8 of the size of the full signature.
+    """
+    nib = (np.asarray(sig, dtype=np.uint32) & np.uint32(0xF)).astype(np.uint8)
+    if nib.shape[1] % 2:
+        nib = np.concatenate([nib, np.zeros((len(nib), 1), dtype=np.uint8)], axis=1)
+    return (nib[:, 0::2] << np.uint8(4)) | nib[:, 1::2]
+
+
+def sketch_jaccard(a: np.ndarray, b: np.ndarray, num_perm: int) -> np.ndarray:
+    """Jaccard estimates of row pairs of `sketch` arrays.
+
+    Two 4-bit values agree when the MinHash values agree (probability J) or by chance (1/16 of the
+    rest), so J = (f - 1/16) / (1 - 1/16) for the fraction f of agreeing values (Li & Koenig, 2010,
+    "b-Bit Minwise Hashing", Theorem 1, uniform case). Standard error at J = 0.8 with 112 values:
+    ~0.04, against ~0.038 for full 32-bit values.
+    """
+    x = np.bitwise_xor(a, b)
+    equal = ((x & np.uint8(0xF)) == 0).sum(axis=-1) + ((x >> np.uint8(4)) == 0).sum(axis=-1)
+    if num_perm % 2:
+        equal = equal - 1  # the padding nibble always agrees
+    f = equal / num_perm
+    chance = 1.0 / (1 << SKETCH_BITS)
+    return np.clip((f - chance) / (1.0 - chance), 0.0, 1.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
@@ -53,6 +54,9 @@ class Step:
 
     def setup(self) -> None:
         """Load models or build tables; called once in each worker before the first batch."""
+
+    def begin_shard(self, shard: Path) -> None:
+        """Called before a shard's first batch, for per-shard state (a dedup stage's removals)."""
 
     def batch_docs(self) -> int | None:
         """Documents this step wants to see together in one `process` call (e.g. a dedup bucket)."""
