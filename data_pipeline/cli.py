@@ -50,15 +50,21 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from data_pipeline.pack import pack_chunks
+    from data_pipeline.pack import pack
     from pretrain.tokenizer import Tokenizer
 
+    weights = None
+    if args.weights:
+        weights = [float(w) for w in args.weights.split(",")]
     tokenizer = Tokenizer.from_file(args.tokenizer)
-    manifest = pack_chunks(
-        [args.input],
+    manifest = pack(
+        args.input,
         args.output,
         tokenizer,
         args.seq_len,
+        strategy=args.strategy,
+        shuffle=not args.no_shuffle,
+        weights=weights,
         val_fraction=args.val_fraction,
         rows_per_shard=args.rows_per_shard,
         seed=args.seed,
@@ -121,15 +127,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         filter_step_specs(args),
-        workers=args.workers,
-        batch_rows=args.batch_rows,
-        rows_per_file=args.rows_per_file,
-        write_dropped=args.write_dropped,
-        on_bad_input=args.on_bad_input,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        rank=args.rank,
-        world_size=args.world_size,
+        **_shard_run_options(args),
     )
     print_summary(summary, args.output)
     return 0
@@ -166,20 +164,72 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         cfg,
-        workers=args.workers,
-        batch_rows=args.batch_rows,
-        rows_per_file=args.rows_per_file,
-        write_dropped=args.write_dropped,
-        on_bad_input=args.on_bad_input,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
+        **_shard_run_options(args),
         stage=args.stage,
-        rank=args.rank,
-        world_size=args.world_size,
         partitions=args.partitions,
         rows_per_partition=args.rows_per_partition,
     )
     print_dedup_summary(summary, args.output)
+    return 0
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from data_pipeline.classifier import format_metrics, sidecar_path, train_classifier
+
+    if args.labelled and (args.positive or args.negative):
+        raise ValueError("give --labelled, or --positive and --negative, not both")
+    if not args.labelled and not (args.positive and args.negative):
+        raise ValueError("give --positive and --negative directories, or --labelled with --label-column")
+    record = train_classifier(
+        args.positive or None,
+        args.negative or None,
+        labelled=args.labelled or None,
+        label_column=args.label_column,
+        positive_label=args.positive_label,
+        output=args.output,
+        epochs=args.epochs,
+        lr=args.lr,
+        word_ngrams=args.word_ngrams,
+        dim=args.dim,
+        min_count=args.min_count,
+        bucket=args.bucket,
+        valid_fraction=args.valid_fraction,
+        seed=args.seed,
+        balance=not args.no_balance,
+        max_docs_per_class=args.max_docs_per_class,
+        threads=args.threads,
+        verbose=not args.quiet,
+    )
+    print(format_metrics(record))
+    print(f"\nwrote {args.output} (training record in {sidecar_path(args.output)})")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from data_pipeline.classifier import run_classify
+    from data_pipeline.stages import print_summary
+
+    summary = run_classify(
+        args.input,
+        args.output,
+        args.model,
+        column=args.column,
+        positive_label=args.positive_label,
+        threshold=args.threshold,
+        top_fraction=args.top_fraction,
+        sample=args.sample or None,
+        seed=args.seed,
+        **_shard_run_options(args),
+    )
+    print_summary(summary, args.output)
+    c = summary["classify"]
+    if c.get("top_fraction") is not None:
+        print(
+            f"top {100 * c['top_fraction']:g}%: {args.column} >= {c['threshold']:.6g} "
+            f"(from {c['scored_docs']:,} scored documents)"
+        )
+    elif c["threshold"] is not None:
+        print(f"kept {args.column} >= {c['threshold']:.6g}")
     return 0
 
 
@@ -262,6 +312,21 @@ def _io_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_run_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of the sharded stages (filter, dedup, classify) from their shared options."""
+    return {
+        "workers": args.workers,
+        "batch_rows": args.batch_rows,
+        "rows_per_file": args.rows_per_file,
+        "write_dropped": args.write_dropped,
+        "on_bad_input": args.on_bad_input,
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+        "rank": args.rank,
+        "world_size": args.world_size,
+    }
+
+
 def _shard_output_options(sub: argparse.ArgumentParser) -> None:
     """Options of commands that rewrite shards through `shard.process_shard` (filter, dedup)."""
     sub.add_argument("--batch-rows", type=_positive_int, default=1024, help="documents per processing batch")
@@ -304,8 +369,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on at most this many characters (default: all)",
     )
 
-    sub = add("pack", cmd_pack, "tokenize documents and cut them into rows of seq_len+1 tokens")
-    sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
+    sub = add("pack", cmd_pack, "tokenize documents and pack them into rows of seq_len+1 tokens")
+    sub.add_argument(
+        "--input",
+        required=True,
+        action="append",
+        help="Parquet file, directory of *.parquet, or glob; repeat to mix sources (see --weights)",
+    )
+    sub.add_argument(
+        "--strategy",
+        choices=["best_fit", "concat"],
+        default="best_fit",
+        help="best_fit: best-fit-decreasing, documents that fit a row are never split (Ding et al. 2024); "
+        "concat: concatenate and chunk",
+    )
+    sub.add_argument("--no-shuffle", action="store_true", help="keep rows in packing order")
+    sub.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated token share of each --input, e.g. 0.5,0.25,0.17,0.08 (Llama 3's mix)",
+    )
     sub.add_argument("--output", required=True, type=Path, help="output directory (replaced atomically)")
     sub.add_argument("--seq-len", required=True, type=_positive_int, help="training sequence length")
     sub.add_argument(
@@ -413,6 +496,88 @@ def build_parser() -> argparse.ArgumentParser:
         default=4_000_000,
         help="bucket rows (72 bytes each with verification) one buckets task sorts in memory; bounds memory",
     )
+    _shard_output_options(sub)
+
+    sub = add(
+        "train-classifier",
+        cmd_train_classifier,
+        "train a fastText quality classifier (DCLM recipe) from labelled Parquet documents",
+    )
+    sub.epilog = (
+        "Writes OUT (the model) and OUT.json (labels hq/cc, hyperparameters, counts, held-out precision, "
+        "recall, F1 and ROC AUC). Defaults are DCLM's OH-2.5+ELI5 classifier: word bigrams, lr 0.1, "
+        "dim 100, 5 epochs, minCount 1, 2M hash buckets (an ~800 MB model; --bucket shrinks it)."
+    )
+    sub.add_argument(
+        "--positive", action="append", default=[], help="Parquet dir/file/glob of high-quality documents"
+    )
+    sub.add_argument(
+        "--negative", action="append", default=[], help="Parquet dir/file/glob of low-quality documents"
+    )
+    sub.add_argument(
+        "--labelled", action="append", default=[], help="Parquet dir/file/glob with text and a label column"
+    )
+    sub.add_argument("--label-column", default="label", help="label column of --labelled inputs")
+    sub.add_argument(
+        "--positive-label", default="1", help="value of --label-column that marks a positive document"
+    )
+    sub.add_argument("--output", required=True, type=Path, help="model file to write (e.g. quality.bin)")
+    sub.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (DCLM: 5)")
+    sub.add_argument("--lr", type=float, default=0.1, help="learning rate (DCLM: 0.1)")
+    sub.add_argument("--word-ngrams", type=_positive_int, default=2, help="word n-gram length (DCLM: 2)")
+    sub.add_argument("--dim", type=_positive_int, default=100, help="embedding size (DCLM: 100)")
+    sub.add_argument("--min-count", type=_positive_int, default=1, help="minimum word count (DCLM: 1)")
+    sub.add_argument(
+        "--bucket", type=_positive_int, default=2_000_000, help="n-gram hash buckets (fastText/DCLM: 2M)"
+    )
+    sub.add_argument(
+        "--valid-fraction", type=_fraction, default=0.1, help="share of documents held out (by text hash)"
+    )
+    sub.add_argument("--seed", type=int, default=0, help="seed of the split, the balancing and fastText")
+    sub.add_argument(
+        "--no-balance", action="store_true", help="keep both classes whole instead of downsampling the larger"
+    )
+    sub.add_argument(
+        "--max-docs-per-class", type=_positive_int, default=None, help="downsample each class to at most this"
+    )
+    sub.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="fastText threads (default: all cores; 1 gives a bit-for-bit repeatable model)",
+    )
+    sub.add_argument("--quiet", action="store_true", help="no fastText progress output")
+
+    sub = add(
+        "classify", cmd_classify, "score documents with a fastText classifier; keep a threshold or top share"
+    )
+    sub.epilog = (
+        "Adds COLUMN (probability of the positive label) to every document. --top-fraction first scores "
+        "the corpus (or --sample documents of it) to find the threshold that keeps that share (DCLM "
+        "keeps the top 10%), then filters; the threshold is recorded in OUT/stats.json under 'classify'. "
+        "Outputs and resuming as for `filter`."
+    )
+    _io_options(sub)
+    sub.add_argument("--model", required=True, type=Path, help="fastText model from train-classifier")
+    sub.add_argument("--column", default="quality_score", help="annotation column for the score")
+    sub.add_argument(
+        "--positive-label", default="hq", help="label whose probability is the score (train-classifier: hq)"
+    )
+    keep = sub.add_mutually_exclusive_group()
+    keep.add_argument("--threshold", type=float, default=None, help="drop documents scoring below this")
+    keep.add_argument(
+        "--top-fraction",
+        type=float,
+        default=None,
+        help="keep this share of documents with the highest scores (DCLM: 0.1)",
+    )
+    sub.add_argument(
+        "--sample",
+        type=int,
+        default=1_000_000,
+        help="--top-fraction: score about this many sampled documents for the threshold (0: all)",
+    )
+    sub.add_argument("--seed", type=int, default=0, help="--top-fraction: seed of the sample")
     _shard_output_options(sub)
 
     sub = add("run", cmd_run, "run a multi-stage recipe (YAML): filter, train_tokenizer, pack")

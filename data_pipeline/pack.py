@@ -1,10 +1,13 @@
-"""Tokenize documents and cut the token stream into fixed-length training rows (`andes-data pack`).
+"""Tokenize documents and pack them into fixed-length training rows (`andes-data pack`).
 
-Documents are encoded as <bos> text <eos> and concatenated in input order; the stream is cut into rows
-of seq_len + 1 tokens (the trainer takes inputs = row[:-1], labels = row[1:]), so a document may
-continue into the next row and nothing is truncated. Only the last row of a split is padded.
-Each row's `cu_seqlens` lists where every document (or continued piece) starts, then the number of
-real tokens, which is what document-masked attention needs.
+Documents are encoded as <bos> text <eos> (Llama 3 tiktoken, batched over threads) into one int32
+token stream per split on disk, then packed into rows of seq_len + 1 tokens (the trainer takes
+inputs = row[:-1], labels = row[1:]) by `packing.py`: best-fit-decreasing by default, so a document
+that fits a row is never split, or concatenate-and-chunk. Rows are shuffled with a seed and written
+as zstd Parquet shards; each row's `cu_seqlens` lists where every document (or piece) starts, then
+the number of real tokens, which is what document-masked attention needs. Several inputs can be
+mixed in given token proportions (`mix_selection`); the manifest records the realised mix, padding
+and how many documents had to be split because they are longer than a row.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data_pipeline.io import check_string_column, iter_batches, list_parquet, open_parquet
+from data_pipeline.packing import assemble, best_fit_rows, concat_chunks
 from pretrain.tokenizer import Tokenizer
 
 PACKED_FORMAT = "andes-packed-v1"
@@ -32,6 +36,7 @@ SHARD_SCHEMA = pa.schema([("tokens", pa.list_(pa.int32())), ("cu_seqlens", pa.li
 # Encoding threads: tiktoken releases the GIL, more threads than cores only adds switching.
 ENCODE_THREADS = min(8, os.cpu_count() or 1)
 SUMMARY_KEYS = ("num_sequences", "total_tokens", "padding_tokens", "num_documents")
+STRATEGIES = ("best_fit", "concat")
 
 
 def is_val_document(doc_id: str, val_fraction: float, seed: int = 0) -> bool:
@@ -40,78 +45,6 @@ def is_val_document(doc_id: str, val_fraction: float, seed: int = 0) -> bool:
         return False
     digest = hashlib.blake2b(f"{seed}\0{doc_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") < val_fraction * 2**64
-
-
-class _SplitWriter:
-    """Packs one split's documents into rows and writes a shard every `rows_per_shard` rows."""
-
-    def __init__(self, directory: Path, seq_len: int, pad_id: int, rows_per_shard: int):
-        self.directory = directory
-        self.row_len = seq_len + 1
-        self.pad_id = pad_id
-        self.rows_per_shard = rows_per_shard
-        self.row: list[int] = []
-        self.starts: list[int] = []
-        self.rows: list[np.ndarray] = []
-        self.cu_seqlens: list[list[int]] = []
-        self.files: list[str] = []
-        self.num_sequences = self.total_tokens = self.padding_tokens = self.num_documents = 0
-
-    def add(self, ids: list[int]) -> None:
-        self.num_documents += 1
-        self.total_tokens += len(ids)
-        pos = 0
-        while pos < len(ids):
-            take = ids[pos : pos + self.row_len - len(self.row)]
-            self.starts.append(len(self.row))
-            self.row.extend(take)
-            pos += len(take)
-            if len(self.row) == self.row_len:
-                self._end_row()
-
-    def _end_row(self) -> None:
-        n_real = len(self.row)
-        self.padding_tokens += self.row_len - n_real
-        self.rows.append(np.array(self.row + [self.pad_id] * (self.row_len - n_real), dtype=np.int32))
-        self.cu_seqlens.append([*self.starts, n_real])
-        self.row, self.starts = [], []
-        if len(self.rows) == self.rows_per_shard:
-            self._write_shard()
-
-    def _write_shard(self) -> None:
-        n = len(self.rows)
-        tokens = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, (n + 1) * self.row_len, self.row_len, dtype=np.int32)),
-            pa.array(np.concatenate(self.rows)),
-        )
-        cu = pa.array(self.cu_seqlens, type=pa.list_(pa.int32()))
-        name = f"part-{len(self.files):05d}.parquet"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            pa.Table.from_arrays([tokens, cu], schema=SHARD_SCHEMA), self.directory / name, compression="zstd"
-        )
-        self.files.append(name)
-        self.num_sequences += n
-        self.rows, self.cu_seqlens = [], []
-
-    def finish(self, header: dict) -> dict:
-        """Pad and flush the last row, write the manifest, return it."""
-        if self.row:
-            self._end_row()
-        if self.rows:
-            self._write_shard()
-        manifest = {
-            **header,
-            "num_sequences": self.num_sequences,
-            "total_tokens": self.total_tokens,
-            "padding_tokens": self.padding_tokens,
-            "num_documents": self.num_documents,
-            "truncations": 0,
-            "files": self.files,
-        }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        return manifest
 
 
 def _read_documents(path: Path) -> Iterator[tuple[list[str], list[str]]]:
@@ -145,46 +78,200 @@ def _replace_dir(staging: Path, output: Path) -> None:
         os.replace(staging, output)
 
 
-def _pack_documents(
-    files: list[Path],
+class _TokenSink:
+    """One split's token stream on disk (int32, documents back to back) plus per-document metadata."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "wb")  # noqa: SIM115 (closed in finish)
+        self.size = 0
+        self.lengths: list[int] = []
+        self.sources: list[int] = []
+        self.keys: list[int] = []  # mixing order: a hash of (seed, id)
+
+    def add(self, ids: list[int], source: int, key: int) -> None:
+        self.file.write(np.asarray(ids, dtype=np.int32).tobytes())
+        self.lengths.append(len(ids))
+        self.sources.append(source)
+        self.keys.append(key)
+        self.size += len(ids)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, lengths, sources, keys) arrays of every document in the stream."""
+        self.file.close()
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        return (
+            np.cumsum(lengths) - lengths,
+            lengths,
+            np.asarray(self.sources, dtype=np.int64),
+            np.asarray(self.keys, dtype=np.uint64),
+        )
+
+    def tokens(self) -> np.ndarray:
+        if self.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        return np.memmap(self.path, dtype=np.int32, mode="r", shape=(self.size,))
+
+
+def _doc_key(doc_id: str, seed: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"mix\0{seed}\0{doc_id}".encode(), digest_size=8).digest(), "big")
+
+
+def _tokenize(
+    sources: list[list[Path]],
     tokenizer: Tokenizer,
-    train: _SplitWriter,
-    val: _SplitWriter | None,
+    train: _TokenSink,
+    val: _TokenSink | None,
     val_fraction: float,
     seed: int,
+    progress: bool,
 ) -> int:
-    """Encode every document into its split's writer; return the number of empty documents skipped."""
+    """Encode every document into its split's stream; return the number of empty documents skipped."""
     empty = 0
-    num_rows = sum(open_parquet(f).metadata.num_rows for f in files)
-    with tqdm(total=num_rows, unit="doc", desc="pack", file=sys.stderr, disable=None) as progress:
-        for path in files:
-            for doc_ids, texts in _read_documents(path):
-                kept = [(i, t) for i, t in zip(doc_ids, texts, strict=True) if t.strip()]
-                empty += len(texts) - len(kept)
-                encoded = tokenizer.encode_batch(
-                    [t for _, t in kept], bos=True, eos=True, num_threads=ENCODE_THREADS
-                )
-                for (doc_id, _), ids in zip(kept, encoded, strict=True):
-                    in_val = val is not None and is_val_document(doc_id, val_fraction, seed)
-                    (val if in_val else train).add(ids)
-                progress.update(len(texts))
+    num_rows = sum(open_parquet(f).metadata.num_rows for files in sources for f in files)
+    with tqdm(
+        total=num_rows, unit="doc", desc="tokenize", file=sys.stderr, disable=None if progress else True
+    ) as bar:
+        for source, files in enumerate(sources):
+            for path in files:
+                for doc_ids, texts in _read_documents(path):
+                    kept = [(i, t) for i, t in zip(doc_ids, texts, strict=True) if t.strip()]
+                    empty += len(texts) - len(kept)
+                    encoded = tokenizer.encode_batch(
+                        [t for _, t in kept], bos=True, eos=True, num_threads=ENCODE_THREADS
+                    )
+                    for (doc_id, _), ids in zip(kept, encoded, strict=True):
+                        in_val = val is not None and is_val_document(doc_id, val_fraction, seed)
+                        (val if in_val else train).add(ids, source, _doc_key(doc_id, seed))
+                    bar.update(len(texts))
     return empty
 
 
-def pack_chunks(
+def mix_selection(
+    lengths: np.ndarray, sources: np.ndarray, keys: np.ndarray, weights: list[float]
+) -> tuple[np.ndarray, list[dict]]:
+    """Documents to keep so that source s supplies weights[s] of the tokens, none repeated.
+
+    The source with the fewest tokens per unit of weight is used whole and sets the total; every
+    other source gives its documents in a seeded hash order until its share is reached. Returns a
+    boolean mask and, per source, what was available and what was taken.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    available = np.bincount(sources, weights=lengths, minlength=len(w))
+    usable = w > 0
+    if not usable.any():
+        raise ValueError("mixing weights must include a positive one")
+    if (available[usable] == 0).any():
+        empty = [i for i in np.flatnonzero(usable) if available[i] == 0]
+        raise ValueError(f"source(s) {empty} have a positive weight but no tokens")
+    total = float(np.min(available[usable] / w[usable]) * w[usable].sum())
+    keep = np.zeros(len(lengths), dtype=bool)
+    info = []
+    for s in range(len(w)):
+        target = total * w[s] / w.sum()
+        idx = np.flatnonzero(sources == s)
+        idx = idx[np.argsort(keys[idx], kind="stable")]
+        cum = np.cumsum(lengths[idx])
+        n = int(np.searchsorted(cum, target))  # documents that stay below the target
+        if n < len(idx) and cum[n] - target <= target - (cum[n - 1] if n else 0):
+            n += 1  # the next document lands nearer the target than stopping short
+        chosen = idx[:n]
+        keep[chosen] = True
+        info.append({"weight": float(w[s]), "available_tokens": int(available[s]), "documents": len(chosen)})
+    taken = np.bincount(sources[keep], weights=lengths[keep], minlength=len(w))
+    for s, entry in enumerate(info):
+        entry["tokens"] = int(taken[s])
+        entry["fraction"] = round(float(taken[s] / taken.sum()), 6) if taken.sum() else 0.0
+    return keep, info
+
+
+def _write_split(
+    sink: _TokenSink,
+    directory: Path,
+    header: dict,
+    *,
+    strategy: str,
+    shuffle: bool,
+    weights: list[float] | None,
+    pad_id: int,
+    rows_per_shard: int,
+    seed: int,
+) -> dict:
+    """Pack one split's stream into rows, shuffle them, write the shards and the manifest."""
+    starts, lengths, sources, keys = sink.finish()
+    capacity = header["seq_len"] + 1
+    mix = None
+    if weights is not None:
+        keep, mix = mix_selection(lengths, sources, keys, weights)
+        starts, lengths = starts[keep], lengths[keep]
+    if strategy == "best_fit":
+        rows = best_fit_rows(starts, lengths, capacity)
+    else:
+        rows = concat_chunks(starts, lengths, capacity)
+    order = np.random.default_rng([seed, 1]).permutation(len(rows)) if shuffle else np.arange(len(rows))
+    tokens = sink.tokens()
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for first in range(0, len(rows), rows_per_shard):
+        chunk = order[first : first + rows_per_shard]
+        built = [assemble(tokens, rows[i], capacity, pad_id) for i in chunk]
+        flat = pa.array(np.concatenate([b[0] for b in built]))
+        offsets = pa.array(np.arange(0, (len(built) + 1) * capacity, capacity, dtype=np.int32))
+        table = pa.Table.from_arrays(
+            [
+                pa.ListArray.from_arrays(offsets, flat),
+                pa.array([b[1] for b in built], type=pa.list_(pa.int32())),
+            ],
+            schema=SHARD_SCHEMA,
+        )
+        name = f"part-{len(files):05d}.parquet"
+        pq.write_table(table, directory / name, compression="zstd")
+        files.append(name)
+    del tokens
+    total = int(lengths.sum())
+    manifest = {
+        **header,
+        "strategy": strategy,
+        "shuffled": shuffle,
+        "num_sequences": len(rows),
+        "total_tokens": total,
+        "padding_tokens": len(rows) * capacity - total,
+        "padding_fraction": round((len(rows) * capacity - total) / (len(rows) * capacity), 6)
+        if rows
+        else 0.0,
+        "num_documents": len(lengths),
+        "split_documents": int((lengths > capacity).sum()),  # longer than a row: cut into pieces
+        "truncations": 0,  # no token is ever dropped
+        "mix": mix,
+        "files": files,
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def pack(
     inputs: list[Path],
     output: Path,
     tokenizer: Tokenizer,
     seq_len: int,
+    *,
+    strategy: str = "best_fit",
+    shuffle: bool = True,
+    weights: list[float] | None = None,
     val_fraction: float = 0.0,
     rows_per_shard: int = 4096,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict:
-    """Pack the `text` of Parquet inputs into rows of seq_len + 1 tokens under `output`; return the manifest.
+    """Tokenize the `text` of Parquet inputs and pack it into rows of seq_len + 1 tokens; return the manifest.
 
-    Documents with no non-whitespace text are skipped (counted as `empty_documents`); `seed` salts
-    the validation hash. The result is written to a staging directory and renamed into
-    place, so a failed or killed run leaves the previous output (or none) and never a partial one.
+    Each entry of `inputs` is one source (a file, directory or glob); with `weights` (one per
+    source) the sources are mixed in those token proportions (`mix_selection`). `strategy` is
+    "best_fit" (no document that fits a row is split) or "concat" (concatenate and chunk); rows are
+    shuffled with `seed` unless `shuffle` is False. Documents with no non-whitespace text are
+    skipped (`empty_documents`); `seed` also salts the validation hash. The result is built in a
+    staging directory and renamed into place, so a failed or killed run leaves the previous output
+    (or none) and never a partial one.
     """
     if seq_len < 1:
         raise ValueError(f"seq_len={seq_len} must be >= 1")
@@ -192,22 +279,24 @@ def pack_chunks(
         raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
     if not 1 <= rows_per_shard * (seq_len + 1) < 2**31:  # list<int32> offsets address one shard's tokens
         raise ValueError(f"rows_per_shard={rows_per_shard} must be >= 1 and hold fewer than 2**31 tokens")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if weights is not None and (len(weights) != len(inputs) or any(w < 0 for w in weights)):
+        raise ValueError(f"weights {weights} must give one non-negative weight per input ({len(inputs)})")
     output = Path(output).resolve()  # a name to derive the staging dir from, even for "."
-    files = [f for path in inputs for f in list_parquet(path)]
+    sources = [list_parquet(path) for path in inputs]
+    files = [f for group in sources for f in group]
     _check_output(output)
 
     staging = output.with_name(output.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # left over from a killed run
     staging.mkdir(parents=True)
     try:
-        train = _SplitWriter(staging, seq_len, tokenizer.pad_id, rows_per_shard)
-        val = None
-        if val_fraction:
-            val = _SplitWriter(staging / VAL_DIR, seq_len, tokenizer.pad_id, rows_per_shard)
-        empty = _pack_documents(files, tokenizer, train, val, val_fraction, seed)
-        if train.num_documents + (val.num_documents if val else 0) == 0:
+        train = _TokenSink(staging / ".tokens-train.bin")
+        val = _TokenSink(staging / ".tokens-val.bin") if val_fraction else None
+        empty = _tokenize(sources, tokenizer, train, val, val_fraction, seed, progress)
+        if len(train.lengths) + (len(val.lengths) if val else 0) == 0:
             raise ValueError(f"no non-empty documents in {[str(p) for p in inputs]}")
-
         header = {
             "format": PACKED_FORMAT,
             "tokenizer": {
@@ -223,16 +312,54 @@ def pack_chunks(
             "val_fraction": val_fraction,
             "seed": seed,
         }
+        options = {
+            "strategy": strategy,
+            "shuffle": shuffle,
+            "weights": weights,
+            "pad_id": tokenizer.pad_id,
+            "rows_per_shard": rows_per_shard,
+            "seed": seed,
+        }
         val_summary = None
         if val is not None:
-            val_manifest = val.finish({**header, "split": "val"})
+            val_manifest = _write_split(val, staging / VAL_DIR, {**header, "split": "val"}, **options)
             val_summary = {k: val_manifest[k] for k in SUMMARY_KEYS}
-        manifest = train.finish({**header, "split": "train", "empty_documents": empty, "val": val_summary})
+        header = {**header, "split": "train", "empty_documents": empty, "val": val_summary}
+        manifest = _write_split(train, staging, header, **options)
+        for sink in (train, val):
+            if sink is not None:
+                sink.path.unlink()
         _replace_dir(staging, output)
     except BaseException:
+        for sink in (train, val) if "train" in locals() else ():
+            if sink is not None and not sink.file.closed:
+                sink.file.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def pack_chunks(
+    inputs: list[Path],
+    output: Path,
+    tokenizer: Tokenizer,
+    seq_len: int,
+    val_fraction: float = 0.0,
+    rows_per_shard: int = 4096,
+    seed: int = 0,
+) -> dict:
+    """Concatenate-and-chunk in input order, unshuffled (the GPT-style baseline of `pack`)."""
+    return pack(
+        inputs,
+        output,
+        tokenizer,
+        seq_len,
+        strategy="concat",
+        shuffle=False,
+        val_fraction=val_fraction,
+        rows_per_shard=rows_per_shard,
+        seed=seed,
+    )
 
 
 def read_manifest(path: Path | str) -> dict:

@@ -57,7 +57,18 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "on_bad_input": "fail",
     },
     "train_tokenizer": {"vocab_size": None, "max_chars": None},
-    "pack": {"seq_len": None, "tokenizer": None, "val_fraction": 0.0, "rows_per_shard": 4096, "seed": 0},
+    "pack": {
+        "seq_len": None,
+        "tokenizer": None,
+        "val_fraction": 0.0,
+        "rows_per_shard": 4096,
+        "seed": 0,
+        "strategy": "best_fit",
+        "shuffle": True,
+        # Mixing: the stage's input gets `weight`; `sources` adds [{path: DIR, weight: W}, ...].
+        "weight": None,
+        "sources": [],
+    },
 }
 RECORDS = ".stages"
 
@@ -230,21 +241,34 @@ def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwri
 
 
 def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
-    from data_pipeline.pack import pack_chunks
+    from data_pipeline.pack import pack
     from pretrain.tokenizer import Tokenizer
 
     p = stage.params
+    extra = [dict(src) for src in p["sources"] or []]
+    for i, src in enumerate(extra):
+        if set(src) != {"path", "weight"}:
+            raise ValueError(f"stages.{stage.index}.pack.sources.{i}: expected {{path, weight}}, got {src}")
+    inputs = [current, *(Path(str(src["path"])) for src in extra)]
+    weights = None
+    if extra or p["weight"] is not None:
+        weights = [1.0 if p["weight"] is None else float(p["weight"]), *(float(s["weight"]) for s in extra)]
     tok_path = Path(p["tokenizer"]) if p["tokenizer"] else tokenizer
     config = {"input": str(current), **p, "tokenizer": str(tok_path) if tok_path else None}
+    config["sources"] = [dict(src) for src in p["sources"] or []]
     record, done = _record(out.parent, stage, config)
     if done and (out / "manifest.json").is_file() and not overwrite:
         print(f"done already ({out})")
         return out
-    manifest = pack_chunks(
-        [current],
+    manifest = pack(
+        inputs,
         out,
         Tokenizer.from_file(tok_path),
         p["seq_len"],
+        strategy=p["strategy"],
+        shuffle=p["shuffle"],
+        weights=weights,
+        progress=progress,
         val_fraction=p["val_fraction"],
         rows_per_shard=p["rows_per_shard"],
         seed=p["seed"],

@@ -266,7 +266,7 @@ def _documents(batch: pa.RecordBatch, texts: list[str | None], first_row: int) -
 
 def _run_steps(steps: Sequence[Step], docs: list[Doc], stats: ShardStats) -> None:
     for step in steps:
-        step_stats = stats.steps[step.name]
+        step_stats = stats.steps[step.label()]
         step_stats.docs_in += sum(d.drop_reason is None for d in docs)
         t0 = time.perf_counter()
         step.process(docs)
@@ -297,7 +297,7 @@ def process_shard(
     clean_partial(out_dir, shard)
     file = open_shard(shard)
     batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
-    stats = ShardStats(shard=shard.name, steps={s.name: StepStats() for s in steps})
+    stats = ShardStats(shard=shard.name, steps={s.label(): StepStats() for s in steps})
     dropped: Counter[str] = Counter()
     kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
     dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None

@@ -56,6 +56,10 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
                     "a step may appear only once per filter stage"
                 )
             owner[column] = step.name
+    labels = [step.label() for step in steps]
+    if len(set(labels)) != len(labels):
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        raise ValueError(f"step(s) {twice} appear twice in one filter stage; run them in separate stages")
     return steps
 
 

@@ -48,6 +48,10 @@ class Step:
         "drop documents that fail; False keeps them all and only annotates (text rewriting still applies)",
     )
 
+    def label(self) -> str:
+        """Name of this instance in stats; steps that may run twice in a stage make it unique."""
+        return self.name
+
     def columns(self) -> dict[str, pa.DataType]:
         """Annotation columns this step adds, with their Arrow types."""
         return {}
