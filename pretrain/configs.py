@@ -47,6 +47,9 @@ class ModelArgs:
     """Longest sequence the RoPE table is built for."""
     init_std: float = 0.02
     """Std of the truncated-normal init of the embedding and of the input projections."""
+    attention: str = "auto"
+    """Document-masked attention kernel: sdpa (dense mask), flex (FlexAttention block mask, GPU),
+    auto (flex on CUDA, sdpa elsewhere). Same results; flex skips fully masked blocks."""
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
@@ -55,6 +58,8 @@ class ModelArgs:
             raise ValueError(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+        if self.attention not in ("auto", "sdpa", "flex"):
+            raise ValueError(f"attention={self.attention!r}: expected auto, sdpa or flex")
 
     @property
     def kv_heads(self) -> int:

@@ -30,6 +30,8 @@ class Batch:
     """Next-token targets (batch, seq_len); IGNORE_INDEX on padding."""
     doc_ids: torch.Tensor
     """Document index of every position (batch, seq_len), for document-masked attention."""
+    positions: torch.Tensor
+    """Position of every token within its document (batch, seq_len): RoPE restarts per document."""
 
 
 class PackedDataset:
@@ -64,16 +66,24 @@ class PackedDataset:
     def get(self, indices: np.ndarray) -> Batch:
         rows = torch.from_numpy(self.tokens[indices].astype(np.int64))
         labels = rows[:, 1:].clone()
-        doc_ids = torch.empty(len(indices), self.seq_len, dtype=torch.int64)
+        doc_ids = np.empty((len(indices), self.seq_len), dtype=np.int64)
+        pos = np.empty((len(indices), self.seq_len), dtype=np.int64)
         positions = np.arange(self.seq_len)
         for i, idx in enumerate(indices):
             cu = self.cu_seqlens[idx]
             # Padding (from cu[-1] on) forms one more "document" so it never attends to real text.
-            doc_ids[i] = torch.from_numpy(np.searchsorted(cu[:-1], positions, side="right") - 1)
+            starts = np.append(cu[:-1], cu[-1])
+            doc = np.searchsorted(starts, positions, side="right") - 1
+            doc_ids[i] = doc
+            pos[i] = positions - starts[doc]
             n_real = int(cu[-1])
             labels[i, max(0, n_real - 1) :] = IGNORE_INDEX
-            doc_ids[i, n_real:] = len(cu) - 1
-        return Batch(tokens=rows[:, :-1].contiguous(), labels=labels, doc_ids=doc_ids)
+        return Batch(
+            tokens=rows[:, :-1].contiguous(),
+            labels=labels,
+            doc_ids=torch.from_numpy(doc_ids),
+            positions=torch.from_numpy(pos),
+        )
 
 
 def _read_shard(path: Path, seq_len: int) -> tuple[np.ndarray, list[np.ndarray]]:

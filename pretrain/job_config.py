@@ -41,6 +41,8 @@ class ModelConfig:
     """RoPE base frequency."""
     max_seq_len: int | None = None
     """Longest sequence the model is built for."""
+    attention: str | None = None
+    """Document-masked attention kernel: auto (flex on CUDA, sdpa on CPU), sdpa or flex."""
     norm_eps: float | None = None
     """RMSNorm epsilon."""
     init_std: float | None = None

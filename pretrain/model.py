@@ -8,6 +8,7 @@ parameter names (and hence checkpoints) stay the same in every layout. A module 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,8 +43,13 @@ def precompute_freqs_cis(
 def apply_rotary_emb(
     xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate consecutive pairs of q/k channels (Meta's interleaved convention) in fp32."""
-    fc = freqs_cis.view(1, xq.shape[1], 1, xq.shape[-1] // 2)
+    """Rotate consecutive pairs of q/k channels (Meta's interleaved convention) in fp32.
+
+    `freqs_cis` is (seq, head_dim/2) for positions shared by the batch, or (batch, seq, head_dim/2)
+    when every row has its own positions (packed documents restarting at 0).
+    """
+    batch = freqs_cis.shape[0] if freqs_cis.dim() == 3 else 1
+    fc = freqs_cis.reshape(batch, xq.shape[1], 1, xq.shape[-1] // 2)
     q = torch.view_as_complex(xq.float().reshape(*xq.shape[:-1], -1, 2))
     k = torch.view_as_complex(xk.float().reshape(*xk.shape[:-1], -1, 2))
     q_out = torch.view_as_real(q * fc).flatten(3)
@@ -51,12 +57,49 @@ def apply_rotary_emb(
     return q_out.type_as(xq), k_out.type_as(xk)
 
 
+def document_mask_mod(doc_ids: torch.Tensor):
+    """The one definition of document masking: query q sees key kv iff same document and kv <= q.
+
+    A FlexAttention `mask_mod`; `document_causal_mask` evaluates it densely for SDPA and
+    `create_block_mask` compiles it into a sparse block mask for `flex_attention`.
+    """
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (doc_ids[b, q_idx] == doc_ids[b, kv_idx]) & (q_idx >= kv_idx)
+
+    return mask_mod
+
+
 def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean (batch, 1, seq, seq) mask: a token sees earlier tokens of its own document only."""
-    seq = doc_ids.shape[-1]
-    causal = torch.ones(seq, seq, dtype=torch.bool, device=doc_ids.device).tril()
-    same_doc = doc_ids.unsqueeze(-1) == doc_ids.unsqueeze(-2)
-    return (same_doc & causal).unsqueeze(1)
+    """Boolean (batch, 1, seq, seq) mask for SDPA: `document_mask_mod` at every (q, kv)."""
+    batch, seq = doc_ids.shape
+    b = torch.arange(batch, device=doc_ids.device).view(batch, 1, 1)
+    q = torch.arange(seq, device=doc_ids.device).view(1, seq, 1)
+    kv = torch.arange(seq, device=doc_ids.device).view(1, 1, seq)
+    return document_mask_mod(doc_ids)(b, None, q, kv).unsqueeze(1)
+
+
+def document_block_mask(doc_ids: torch.Tensor):
+    """FlexAttention BlockMask of `document_mask_mod` (GPU path: skips fully masked blocks)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    batch, seq = doc_ids.shape
+    return create_block_mask(document_mask_mod(doc_ids), batch, None, seq, seq, device=doc_ids.device)
+
+
+@functools.cache
+def _flex_attention(compiled: bool):
+    """flex_attention, compiled into a fused kernel on GPU (eager it materialises every score)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
+
+
+def attention_backend(requested: str, device: torch.device) -> str:
+    """`auto` -> flex on CUDA (FlexAttention has no backward on CPU in torch 2.13), else sdpa."""
+    if requested == "auto":
+        return "flex" if device.type == "cuda" else "sdpa"
+    return requested
 
 
 class KVCache:
@@ -100,6 +143,9 @@ class Attention(nn.Module):
         if cache is not None:
             xk, xv = cache.update(start_pos, xk, xv)
         q, k, v = (t.transpose(1, 2) for t in (xq, xk, xv))
+        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
+            out = _flex_attention(q.is_cuda)(q, k, v, block_mask=mask, enable_gqa=True)
+            return self.wo(out.transpose(1, 2).reshape(bs, seqlen, -1))
         # Without a mask the fused causal kernel applies; a decode step (one query) sees all keys.
         is_causal = mask is None and seqlen > 1
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
@@ -196,13 +242,15 @@ class Transformer(nn.Module):
         tokens: torch.Tensor,
         doc_ids: torch.Tensor | None = None,
         *,
+        positions: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         start_pos: int = 0,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) for token ids (or hidden states on later pipeline stages).
 
         `doc_ids` (batch, seq) marks which packed document each position belongs to; attention
-        then stays within documents. None = one causal sequence per row.
+        then stays within documents. None = one causal sequence per row. `positions` (batch, seq)
+        are the RoPE positions (restarting at 0 in each document); None = 0, 1, 2, ... per row.
         """
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
         seqlen = h.shape[1]
@@ -210,8 +258,13 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"sequence of {start_pos + seqlen} tokens exceeds max_seq_len={self.args.max_seq_len}"
             )
-        freqs_cis = self.freqs_cis[start_pos : start_pos + seqlen]
-        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device)
+        if positions is not None:
+            if positions.shape != h.shape[:2] or caches is not None:
+                raise ValueError("positions must be (batch, seq) and are for training, not decoding")
+            freqs_cis = self.freqs_cis[positions]
+        else:
+            freqs_cis = self.freqs_cis[start_pos : start_pos + seqlen]
+        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device, self.args.attention)
         for i, block in enumerate(self.layers.values()):
             h = block(h, freqs_cis, mask, caches[i] if caches is not None else None, start_pos)
         if self.norm is not None:
@@ -219,10 +272,12 @@ class Transformer(nn.Module):
         return self.output(h) if self.output is not None else h
 
     @staticmethod
-    def _mask(doc_ids, seqlen, start_pos, caches, device) -> torch.Tensor | None:
+    def _mask(doc_ids, seqlen, start_pos, caches, device, backend: str):
         if doc_ids is not None:
             if caches is not None:
                 raise ValueError("document masking is for training; decode one document at a time")
+            if attention_backend(backend, device) == "flex":
+                return document_block_mask(doc_ids)
             return document_causal_mask(doc_ids)
         if caches is not None and start_pos > 0 and seqlen > 1:
             # Chunked prefill: new queries see every cached key plus a causal block of their own.

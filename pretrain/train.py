@@ -130,7 +130,7 @@ def _dp_sum(t: torch.Tensor, dims: ParallelDims) -> torch.Tensor:
 
 def _loss_sum(model: Transformer, mb: Batch, device: torch.device, autocast) -> torch.Tensor:
     with autocast():
-        logits = model(mb.tokens.to(device), mb.doc_ids.to(device))
+        logits = model(mb.tokens.to(device), mb.doc_ids.to(device), positions=mb.positions.to(device))
     return F.cross_entropy(
         logits.flatten(0, 1).float(),
         mb.labels.to(device).flatten(),

@@ -20,7 +20,9 @@ def test_demo_pipeline_trains_on_the_sample_corpus(tmp_path):
     assert andes_data(["run", recipe, f"input={sample}", f"output={data}", "--quiet"]) == 0
     stats = json.loads((data / "0_filter" / "stats.json").read_text())
     assert 0.8 * stats["docs_in"] < stats["docs_out"] < stats["docs_in"]  # filtered, mostly kept
-    tok, packed = data / "1_train_tokenizer" / "tokenizer.model", data / "2_pack"
+    tok, packed = data / "2_train_tokenizer" / "tokenizer.model", data / "3_pack"
+    report = json.loads((data / "1_dedup" / "dedup_report.json").read_text())
+    assert report["documents"] == stats["docs_out"] and report["duplicates"] < 0.1 * report["documents"]
     cmd = [
         sys.executable,
         "-m",

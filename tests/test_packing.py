@@ -143,6 +143,13 @@ def test_pack_best_fit_output_loads_and_keeps_every_document(tmp_path, tokenizer
     assert int((dataset.tokens == tokenizer.bos_id).sum()) == 300  # each document exactly once
     first = [int(dataset.tokens[i, c[0]]) for i, c in enumerate(dataset.cu_seqlens)]
     assert first.count(tokenizer.bos_id) >= len(first) - manifest["split_documents"] * 3
+    batch = dataset.get(np.arange(4))
+    for i in range(4):
+        cu = dataset.cu_seqlens[i]
+        for d, (lo, hi) in enumerate(zip(cu[:-1], list(cu[1:-1]) + [min(cu[-1], 64)], strict=True)):
+            hi = min(hi, 64)  # inputs are row[:-1]
+            assert batch.doc_ids[i, lo:hi].tolist() == [d] * (hi - lo)
+            assert batch.positions[i, lo:hi].tolist() == list(range(hi - lo))  # RoPE restarts
     again = pack([src], tmp_path / "bf2", tokenizer, 64, rows_per_shard=16)
     assert again["files"] == manifest["files"]
     for name in manifest["files"]:  # same seed, same bytes
