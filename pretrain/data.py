@@ -1,13 +1,20 @@
 """Packed training shards (output of `andes-data pack`) and the deterministic per-rank batch stream.
 
-Every step takes the next `global_batch_size` sequences of one seeded global order; data-parallel
-rank r takes the r-th contiguous slice of them. Which sequences make a step thus depends only on
-the seed and the step, never on the parallel layout, so runs in different layouts (and runs
-resumed in a new layout) see the same data. The loader's state is one integer.
+The dataset is read lazily, one Parquet row group ("block") at a time, so a corpus of any size
+streams through a few blocks of memory. Every step takes the next `global_batch_size` rows of one
+seeded global order; data-parallel rank r takes the r-th contiguous slice of them. The order
+shuffles blocks per epoch and keeps rows within a block in file order (`pack` has already shuffled
+rows globally), so consecutive steps read consecutive rows of a block. Which rows make a step thus
+depends only on the seed and the step, never on the parallel layout: runs in different layouts,
+and runs resumed in a new layout, see the same data, and the loader's whole state is one integer.
+A background thread reads the next step's rows while the current one trains.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +27,8 @@ from data_pipeline.pack import read_manifest
 
 IGNORE_INDEX = -100
 """Label value that the loss skips (padding)."""
+CACHED_BLOCKS = 4
+"""Row groups kept decoded per dataset: a step's rows span one or two consecutive blocks."""
 
 
 @dataclass
@@ -34,8 +43,19 @@ class Batch:
     """Position of every token within its document (batch, seq_len): RoPE restarts per document."""
 
 
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{path}: not a readable training shard ({e})") from e
+    names = file.schema_arrow.names
+    if not {"tokens", "cu_seqlens"} <= set(names):
+        raise ValueError(f"{path}: training shard needs columns 'tokens' and 'cu_seqlens' (found: {names})")
+    return file
+
+
 class PackedDataset:
-    """All sequences of a packed-shard directory, held as one (num_sequences, seq_len + 1) array."""
+    """The rows of a packed-shard directory, read by row group on demand."""
 
     def __init__(self, path: str | Path, seq_len: int):
         self.path = Path(path)
@@ -48,36 +68,85 @@ class PackedDataset:
         files = sorted(self.path.glob("*.parquet"))
         if not files:
             raise FileNotFoundError(f"{self.path}: no *.parquet training shards")
-        tokens, cu_seqlens = [], []
+        self.blocks: list[tuple[Path, int]] = []
+        sizes = []
         for f in files:
-            tokens_f, cu_f = _read_shard(f, seq_len)
-            tokens.append(tokens_f)
-            cu_seqlens.extend(cu_f)
-        self.tokens = np.concatenate(tokens)
-        self.cu_seqlens = cu_seqlens
+            meta = _open(f).metadata
+            for g in range(meta.num_row_groups):
+                if meta.row_group(g).num_rows:
+                    self.blocks.append((f, g))
+                    sizes.append(meta.row_group(g).num_rows)
+        self.block_sizes = np.asarray(sizes, dtype=np.int64)
+        self.block_starts = np.cumsum(self.block_sizes) - self.block_sizes
+        self._cache: OrderedDict[int, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
+        self._lock = threading.Lock()  # the prefetch thread and the trainer share the cache
 
     @property
     def tokenizer_info(self) -> dict:
         return self.manifest["tokenizer"]
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return int(self.block_sizes.sum())
+
+    def block(self, b: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Rows of block b: tokens (n, seq_len + 1) int32 and each row's cu_seqlens."""
+        with self._lock:
+            if b in self._cache:
+                self._cache.move_to_end(b)
+                return self._cache[b]
+        path, group = self.blocks[b]
+        table = _open(path).read_row_group(group, columns=["tokens", "cu_seqlens"])
+        tokens = table.column("tokens").combine_chunks()
+        flat = tokens.flatten().to_numpy()
+        n = len(tokens)
+        if len(flat) != n * (self.seq_len + 1):
+            raise ValueError(f"{path}: rows must hold seq_len+1={self.seq_len + 1} tokens each")
+        cu = [np.asarray(c, dtype=np.int64) for c in table.column("cu_seqlens").to_pylist()]
+        rows = (flat.reshape(n, self.seq_len + 1).astype(np.int32, copy=False), cu)
+        with self._lock:
+            self._cache[b] = rows
+            while len(self._cache) > CACHED_BLOCKS:
+                self._cache.popitem(last=False)
+        return rows
+
+    def rows(self, indices: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Tokens and cu_seqlens of rows by global index (blocks in file order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        blocks = np.searchsorted(self.block_starts, indices, side="right") - 1
+        tokens = np.empty((len(indices), self.seq_len + 1), dtype=np.int32)
+        cu: list[np.ndarray] = [np.empty(0)] * len(indices)
+        for b in np.unique(blocks).tolist():
+            sel = np.flatnonzero(blocks == b)
+            block_tokens, block_cu = self.block(b)
+            local = indices[sel] - self.block_starts[b]
+            tokens[sel] = block_tokens[local]
+            for i, j in zip(sel.tolist(), local.tolist(), strict=True):
+                cu[i] = block_cu[j]
+        return tokens, cu
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """Every row's tokens at once (small datasets and tests)."""
+        return self.rows(np.arange(len(self)))[0]
+
+    @property
+    def cu_seqlens(self) -> list[np.ndarray]:
+        return self.rows(np.arange(len(self)))[1]
 
     def get(self, indices: np.ndarray) -> Batch:
-        rows = torch.from_numpy(self.tokens[indices].astype(np.int64))
+        tokens, cus = self.rows(indices)
+        rows = torch.from_numpy(tokens.astype(np.int64))
         labels = rows[:, 1:].clone()
-        doc_ids = np.empty((len(indices), self.seq_len), dtype=np.int64)
-        pos = np.empty((len(indices), self.seq_len), dtype=np.int64)
+        doc_ids = np.empty((len(tokens), self.seq_len), dtype=np.int64)
+        pos = np.empty((len(tokens), self.seq_len), dtype=np.int64)
         positions = np.arange(self.seq_len)
-        for i, idx in enumerate(indices):
-            cu = self.cu_seqlens[idx]
+        for i, cu in enumerate(cus):
             # Padding (from cu[-1] on) forms one more "document" so it never attends to real text.
             starts = np.append(cu[:-1], cu[-1])
             doc = np.searchsorted(starts, positions, side="right") - 1
             doc_ids[i] = doc
             pos[i] = positions - starts[doc]
-            n_real = int(cu[-1])
-            labels[i, max(0, n_real - 1) :] = IGNORE_INDEX
+            labels[i, max(0, int(cu[-1]) - 1) :] = IGNORE_INDEX
         return Batch(
             tokens=rows[:, :-1].contiguous(),
             labels=labels,
@@ -86,25 +155,8 @@ class PackedDataset:
         )
 
 
-def _read_shard(path: Path, seq_len: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    try:
-        names = pq.read_schema(path).names
-    except (pa.ArrowInvalid, OSError) as e:
-        raise ValueError(f"{path}: not a readable training shard ({e})") from e
-    if not {"tokens", "cu_seqlens"} <= set(names):
-        raise ValueError(f"{path}: training shard needs columns 'tokens' and 'cu_seqlens' (found: {names})")
-    table = pq.read_table(path, columns=["tokens", "cu_seqlens"])
-    tokens = table.column("tokens").combine_chunks()
-    flat = tokens.flatten().to_numpy()
-    n = len(tokens)
-    if len(flat) != n * (seq_len + 1):
-        raise ValueError(f"{path}: rows must hold seq_len+1={seq_len + 1} tokens each")
-    cu = [np.asarray(c, dtype=np.int64) for c in table.column("cu_seqlens").to_pylist()]
-    return flat.reshape(n, seq_len + 1).astype(np.int32, copy=False), cu
-
-
 class StepLoader:
-    """Yields, per optimizer step, this rank's micro-batches of the global batch."""
+    """Yields, per optimizer step, this rank's micro-batches of the global batch (Stateful)."""
 
     def __init__(
         self,
@@ -116,6 +168,7 @@ class StepLoader:
         dp_size: int = 1,
         seed: int = 0,
         shuffle: bool = True,
+        prefetch: bool = True,
     ):
         per_rank, rem = divmod(global_batch_size, dp_size)
         if rem or per_rank % micro_batch_size:
@@ -135,37 +188,54 @@ class StepLoader:
         self.seed, self.shuffle = seed, shuffle
         self.accumulation_steps = per_rank // micro_batch_size
         self.step = 0
-        self._order_epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
+        self._epoch = -1
+        self._epoch_blocks = np.empty(0, dtype=np.int64)
+        self._epoch_starts = np.empty(0, dtype=np.int64)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1) if prefetch else None
+        self._ahead: tuple[int, concurrent.futures.Future] | None = None
 
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        if epoch != self._order_epoch:
-            n = len(self.dataset)
-            if self.shuffle:
-                self._order = np.random.default_rng([self.seed, epoch]).permutation(n)
-            else:
-                self._order = np.arange(n)
-            self._order_epoch = epoch
-        return self._order
+    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block order of an epoch and where each block starts in it."""
+        if epoch != self._epoch:
+            n = len(self.dataset.block_sizes)
+            blocks = (
+                np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+            )
+            sizes = self.dataset.block_sizes[blocks]
+            self._epoch, self._epoch_blocks, self._epoch_starts = epoch, blocks, np.cumsum(sizes) - sizes
+        return self._epoch_blocks, self._epoch_starts
 
-    def _global_indices(self, step: int) -> np.ndarray:
+    def global_indices(self, step: int) -> np.ndarray:
+        """Dataset row indices of the whole global batch of `step`."""
         n = len(self.dataset)
-        start = step * self.global_batch_size
-        positions = np.arange(start, start + self.global_batch_size)
+        positions = np.arange(step * self.global_batch_size, (step + 1) * self.global_batch_size)
         out = np.empty_like(positions)
-        for epoch in np.unique(positions // n):  # a step may straddle two epochs
+        for epoch in np.unique(positions // n).tolist():  # a step may straddle two epochs
             sel = positions // n == epoch
-            out[sel] = self._epoch_order(int(epoch))[positions[sel] % n]
+            blocks, starts = self._order(epoch)
+            p = positions[sel] % n
+            k = np.searchsorted(starts, p, side="right") - 1
+            out[sel] = self.dataset.block_starts[blocks[k]] + (p - starts[k])
         return out
+
+    def _load(self, step: int) -> list[Batch]:
+        indices = self.global_indices(step)
+        per_rank = self.global_batch_size // self.dp_size
+        mine = indices[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
+        mb = self.micro_batch_size
+        return [self.dataset.get(mine[i : i + mb]) for i in range(0, per_rank, mb)]
 
     def next_step(self) -> list[Batch]:
         """This rank's micro-batches for the next step (advances the loader)."""
-        indices = self._global_indices(self.step)
-        per_rank = self.global_batch_size // self.dp_size
-        mine = indices[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
+        step = self.step
+        if self._ahead is not None and self._ahead[0] == step:
+            batches = self._ahead[1].result()
+        else:
+            batches = self._load(step)
         self.step += 1
-        mb = self.micro_batch_size
-        return [self.dataset.get(mine[i : i + mb]) for i in range(0, per_rank, mb)]
+        if self._pool is not None:
+            self._ahead = (self.step, self._pool.submit(self._load, self.step))
+        return batches
 
     def state_dict(self) -> dict:
         return {"step": self.step, "seed": self.seed, "global_batch_size": self.global_batch_size}
@@ -177,3 +247,4 @@ class StepLoader:
                 f"seed={state['seed']} cannot resume one with {self.global_batch_size}, {self.seed}"
             )
         self.step = state["step"]
+        self._ahead = None  # a prefetched step is simply recomputed
