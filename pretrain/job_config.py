@@ -142,6 +142,8 @@ class ParallelConfig:
     """Pipeline schedule name (torch.distributed.pipelining)."""
     reshard_after_forward: bool = True
     """FSDP: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2)."""
+    loss_parallel: bool = True
+    """TP: keep logits vocab-sharded and compute the cross-entropy on the shards."""
 
 
 @dataclass

@@ -253,13 +253,13 @@ class Transformer(nn.Module):
         are the RoPE positions (restarting at 0 in each document); None = 0, 1, 2, ... per row.
         """
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
-        seqlen = h.shape[1]
+        seqlen = tokens.shape[1]  # not h: under sequence parallelism h holds 1/tp of the tokens
         if start_pos + seqlen > self.args.max_seq_len:
             raise ValueError(
                 f"sequence of {start_pos + seqlen} tokens exceeds max_seq_len={self.args.max_seq_len}"
             )
         if positions is not None:
-            if positions.shape != h.shape[:2] or caches is not None:
+            if positions.shape != tokens.shape[:2] or caches is not None:
                 raise ValueError("positions must be (batch, seq) and are for training, not decoding")
             freqs_cis = self.freqs_cis[positions]
         else:

@@ -18,9 +18,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss_parallel
 
 from parallel.dims import ParallelDims
 from parallel.fsdp import apply_fsdp
+from parallel.tensor_parallel import apply_tp, check_tp
 from parallel.utils import clip_grad_norm_, set_determinism
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import IGNORE_INDEX, Batch, PackedDataset, StepLoader
@@ -91,6 +94,8 @@ def init_model(args: ModelArgs, dims: ParallelDims, cfg: TrainConfig, device: to
     if full_init:
         torch.manual_seed(cfg.training.seed)
         model.init_weights()
+    if dims.tp_enabled:
+        apply_tp(model, dims.mesh["tp"], loss_parallel=cfg.parallel.loss_parallel)
     if dims.dp_enabled:
         apply_fsdp(
             model,
@@ -139,7 +144,14 @@ def _loss_sum(model: Transformer, mb: Batch, device: torch.device, autocast) -> 
     )
 
 
-def train_step(model, micro_batches: list[Batch], dims: ParallelDims, device, autocast) -> torch.Tensor:
+def _scalar(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor of a (possibly DTensor, under loss parallelism) scalar loss."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def train_step(
+    model, micro_batches: list[Batch], dims: ParallelDims, device, autocast, loss_ctx=contextlib.nullcontext
+) -> torch.Tensor:
     """Forward/backward every micro-batch; returns the global mean loss (grads left in .grad).
 
     Each micro-batch's summed loss is divided by the token count of the whole global batch, and
@@ -150,14 +162,23 @@ def train_step(model, micro_batches: list[Batch], dims: ParallelDims, device, au
     global_tokens = _dp_sum(torch.tensor(float(n_tokens), device=device), dims)
     total = torch.zeros((), device=device)
     for mb in micro_batches:
-        loss = _loss_sum(model, mb, device, autocast)
-        (loss * dims.dp_size / global_tokens.clamp(min=1)).backward()
-        total += loss.detach()
+        with loss_ctx():  # forward and backward: loss parallelism needs both inside
+            loss = _loss_sum(model, mb, device, autocast)
+            (loss * dims.dp_size / global_tokens.clamp(min=1)).backward()
+        total += _scalar(loss.detach())
     return _dp_sum(total, dims) / global_tokens.clamp(min=1)
 
 
 @torch.no_grad()
-def validate(model, loader: StepLoader, steps: int, dims: ParallelDims, device, autocast) -> float:
+def validate(
+    model,
+    loader: StepLoader,
+    steps: int,
+    dims: ParallelDims,
+    device,
+    autocast,
+    loss_ctx=contextlib.nullcontext,
+) -> float:
     model.eval()
     loss_sum = torch.zeros((), device=device)
     n_tokens = torch.zeros((), device=device)
@@ -165,7 +186,8 @@ def validate(model, loader: StepLoader, steps: int, dims: ParallelDims, device, 
     # Never wrap around: a small validation set is used once, whole batches only.
     for _ in range(min(steps, len(loader.dataset) // loader.global_batch_size)):
         for mb in loader.next_step():
-            loss_sum += _loss_sum(model, mb, device, autocast)
+            with loss_ctx():
+                loss_sum += _scalar(_loss_sum(model, mb, device, autocast))
             n_tokens += (mb.labels != IGNORE_INDEX).sum()
     model.train()
     return (_dp_sum(loss_sum, dims) / _dp_sum(n_tokens, dims).clamp(min=1)).item()
@@ -233,11 +255,12 @@ def train(cfg: TrainConfig | DictConfig) -> TrainResult:
 def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -> TrainResult:
     p = cfg.parallel
     dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world_size)
-    if dims.tp_enabled or dims.pp_enabled:
+    if dims.pp_enabled:
         raise NotImplementedError(
-            f"parallel.tp={p.tp}, parallel.pp={p.pp}: tensor and pipeline parallelism are not in this "
-            "release yet; use data parallelism (parallel.dp_shard / parallel.dp_replicate)"
+            f"parallel.pp={p.pp}: pipeline parallelism is not in this release yet; use data and "
+            "tensor parallelism (parallel.dp_shard / parallel.dp_replicate / parallel.tp)"
         )
+    check_tp(get_model_config(cfg.model.name, **cfg.model.overrides()), p.tp, cfg.data.seq_len)
     if cfg.training.dtype not in DTYPES:
         raise ValueError(f"training.dtype={cfg.training.dtype!r}; expected one of {sorted(DTYPES)}")
     if world_size > 1:
@@ -261,6 +284,7 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
     dtype = DTYPES[cfg.training.dtype]
     use_autocast = dtype != torch.float32 and not dims.dp_enabled
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if use_autocast else contextlib.nullcontext
+    loss_ctx = loss_parallel if dims.tp_enabled and p.loss_parallel else contextlib.nullcontext
 
     run_dir = Path(cfg.run.dir)
     logger = MetricsLogger(run_dir, enabled=rank == 0, tensorboard=cfg.metrics.tensorboard)
@@ -286,7 +310,7 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
         t0 = time.perf_counter()
         micro_batches = loader.next_step()
         data_wait += time.perf_counter() - t0
-        loss = train_step(model, micro_batches, dims, device, autocast)
+        loss = train_step(model, micro_batches, dims, device, autocast, loss_ctx)
         grad_norm = clip_grad_norm_(model.parameters(), cfg.training.max_norm)
         loss_value, grad_norm_value = loss.item(), grad_norm.item()
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
@@ -305,7 +329,7 @@ def _train(cfg: TrainConfig, rank: int, world_size: int, device: torch.device) -
         elapsed = time.perf_counter() - window_start  # before validation: it is not training time
         val_loss = None
         if val_loader is not None and (step % cfg.validation.interval == 0 or last):
-            val_loss = validate(model, val_loader, cfg.validation.steps, dims, device, autocast)
+            val_loss = validate(model, val_loader, cfg.validation.steps, dims, device, autocast, loss_ctx)
             result.val_losses[step] = val_loss
         if step % cfg.metrics.log_interval == 0 or step == 1 or last or val_loss is not None:
             tokens_per_s = tokens_per_step * window_steps / elapsed
