@@ -144,6 +144,11 @@ class ParallelConfig:
     """FSDP: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2)."""
     loss_parallel: bool = True
     """TP: keep logits vocab-sharded and compute the cross-entropy on the shards."""
+    activation_checkpoint: str = "none"
+    """none, full (recompute whole blocks), selective_layer (every ac_every-th block) or
+    selective_op (keep matmul/attention outputs, recompute element-wise ops)."""
+    ac_every: int = 2
+    """selective_layer: checkpoint one block in this many."""
 
 
 @dataclass
