@@ -9,7 +9,8 @@ Modes (torchtitan's names):
 
 Blocks are wrapped with torch's non-reentrant `checkpoint_wrapper`, whose parameter-name prefix the
 DCP state-dict helpers strip, so checkpoints stay loadable with or without checkpointing. Apply
-after tensor parallelism and before FSDP, as torchtitan does.
+after tensor parallelism and `torch.compile` (so the wrapper sits outside the compiled block) and
+before FSDP.
 """
 
 from __future__ import annotations

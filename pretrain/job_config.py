@@ -149,6 +149,8 @@ class ParallelConfig:
     selective_op (keep matmul/attention outputs, recompute element-wise ops)."""
     ac_every: int = 2
     """selective_layer: checkpoint one block in this many."""
+    compile: bool = False
+    """torch.compile each transformer block (inductor); first steps pay the compile time."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import loss_parallel
 
 from parallel.activation_checkpoint import apply_ac
+from parallel.compile import apply_compile
 from parallel.dims import ParallelDims
 from parallel.fsdp import apply_fsdp
 from parallel.tensor_parallel import apply_tp, check_tp
@@ -97,6 +98,8 @@ def init_model(args: ModelArgs, dims: ParallelDims, cfg: TrainConfig, device: to
         model.init_weights()
     if dims.tp_enabled:
         apply_tp(model, dims.mesh["tp"], loss_parallel=cfg.parallel.loss_parallel)
+    if cfg.parallel.compile:  # inside activation checkpointing: AC within a compiled TP block fails
+        apply_compile(model, tp=dims.tp_enabled)
     apply_ac(model, cfg.parallel.activation_checkpoint, cfg.parallel.ac_every)
     if dims.dp_enabled:
         apply_fsdp(

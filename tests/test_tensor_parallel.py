@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import REPO, compose, tiny_overrides
 
 from parallel.activation_checkpoint import apply_ac
+from parallel.compile import apply_compile
 from parallel.dims import ParallelDims
 from parallel.fsdp import apply_fsdp
 from parallel.tensor_parallel import apply_tp, check_tp
@@ -55,7 +56,7 @@ def reference() -> tuple[float, dict[str, torch.Tensor]]:
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def _worker(rank: int, world: int, dp: int, ac: str, store: str, queue) -> None:
+def _worker(rank: int, world: int, dp: int, ac: str, store: str, queue, compiled: bool = False) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
@@ -67,6 +68,8 @@ def _worker(rank: int, world: int, dp: int, ac: str, store: str, queue) -> None:
         model = Transformer(tiny())
         model.init_weights()
         apply_tp(model, dims.mesh["tp"])
+        if compiled:
+            apply_compile(model, tp=True)
         apply_ac(model, ac)
         if dims.dp_enabled:
             apply_fsdp(model, dims.fsdp_mesh())
@@ -86,25 +89,37 @@ def _worker(rank: int, world: int, dp: int, ac: str, store: str, queue) -> None:
 
 
 def _fqn(name: str) -> str:
-    return name.replace("_checkpoint_wrapped_module.", "")
+    return name.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", "")
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize(
-    ("world", "dp", "ac"), [(2, 1, "none"), (4, 2, "none"), (2, 1, "full")], ids=["tp2", "dp2xtp2", "tp2-ac"]
+    ("world", "dp", "ac", "compiled"),
+    [
+        (2, 1, "none", False),
+        (4, 2, "none", False),
+        (2, 1, "full", False),
+        (2, 1, "full", True),  # TP + compile could zero the embedding gradient silently: ~30 s
+    ],
+    ids=["tp2", "dp2xtp2", "tp2-ac", "tp2-ac-compile"],
 )
-def test_loss_and_every_gradient_equal_one_process(tmp_path, world, dp, ac):
+def test_loss_and_every_gradient_equal_one_process(tmp_path, world, dp, ac, compiled):
     ref_loss, ref_grads = reference()
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     procs = mp.start_processes(
         _worker,
-        args=(world, dp, ac, str(tmp_path / "store"), queue),
+        args=(world, dp, ac, str(tmp_path / "store"), queue, compiled),
         nprocs=world,
         start_method="spawn",
         join=False,
     )
-    loss, grads = queue.get()  # before joining: rank 0 blocks on the pipe until this is read
+    # Read the result before joining (rank 0 blocks on the pipe until it is read); a failed worker
+    # makes join() raise with its traceback instead of leaving get() waiting for ever.
+    while queue.empty():
+        if procs.join(timeout=1) and queue.empty():
+            raise AssertionError("workers exited without a result")
+    loss, grads = queue.get()
     while not procs.join(timeout=300):
         pass
     assert loss == pytest.approx(ref_loss, rel=1e-5)
