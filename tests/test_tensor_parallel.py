@@ -84,6 +84,7 @@ def _worker(rank: int, world: int, dp: int, ac: str, store: str, queue, compiled
         grads = {_fqn(n): p.grad.full_tensor().numpy() for n, p in model.named_parameters()}
         if rank == 0:
             queue.put((loss.item(), grads))
+        dist.barrier()  # no rank tears gloo down while another still talks to it (seen: SIGABRT)
     finally:
         dist.destroy_process_group()
 
