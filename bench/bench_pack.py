@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_pipeline" / "sample"
 
 
-def split_documents(rows, starts: np.ndarray, lengths: np.ndarray) -> int:
-    """Documents whose tokens are spread over more than one row."""
-    first_piece = {int(s): int(n) for s, n in zip(starts, lengths, strict=True)}
-    return sum(1 for row in rows for s, n in row if s in first_piece and n < first_piece[s])
+def split_counts(rows, starts: np.ndarray, lengths: np.ndarray, capacity: int) -> tuple[int, int]:
+    """Documents spread over more than one row, and how many of those would have fit in one row."""
+    first_len = dict(zip(starts.tolist(), lengths.tolist(), strict=True))
+    split = [first_len[s] for row in rows for s, n in row if s in first_len and n < first_len[s]]
+    return len(split), sum(n <= capacity for n in split)
 
 
 def packing_table(lengths: np.ndarray, capacity: int) -> list[tuple]:
@@ -47,10 +48,7 @@ def packing_table(lengths: np.ndarray, capacity: int) -> list[tuple]:
         rows = fn(starts, lengths, capacity)
         seconds = time.perf_counter() - t0
         padding = 1 - lengths.sum() / (len(rows) * capacity)
-        fitting = {int(s) for s, n in zip(starts, lengths, strict=True) if n <= capacity}
-        first_len = dict(zip(starts.tolist(), lengths.tolist(), strict=True))
-        fitting_split = sum(1 for row in rows for s, n in row if s in fitting and n < first_len[s])
-        out.append((name, len(rows), padding, split_documents(rows, starts, lengths), fitting_split, seconds))
+        out.append((name, len(rows), padding, *split_counts(rows, starts, lengths, capacity), seconds))
     return out
 
 

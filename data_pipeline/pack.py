@@ -293,6 +293,8 @@ def pack(
     staging = output.with_name(output.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)  # left over from a killed run
     staging.mkdir(parents=True)
+    train: _TokenSink | None = None
+    val: _TokenSink | None = None
     try:
         train = _TokenSink(staging / ".tokens-train.bin")
         val = _TokenSink(staging / ".tokens-val.bin") if val_fraction else None
@@ -333,7 +335,7 @@ def pack(
                 sink.path.unlink()
         _replace_dir(staging, output)
     except BaseException:
-        for sink in (train, val) if "train" in locals() else ():
+        for sink in (train, val):
             if sink is not None and not sink.file.closed:
                 sink.file.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -171,19 +171,26 @@ def _record(root: Path, stage: Stage, config: dict) -> tuple[Path, bool]:
     return record, record.is_file() and json.loads(record.read_text()) == config
 
 
+def _shard_io(p: dict, workers: int, overwrite: bool, progress: bool) -> dict:
+    """The I/O options every shard-rewriting stage (filter, dedup) takes from its recipe entry."""
+    return {
+        "workers": workers,
+        "batch_rows": p["batch_rows"],
+        "rows_per_file": p["rows_per_file"],
+        "write_dropped": p["write_dropped"],
+        "on_bad_input": p["on_bad_input"],
+        "overwrite": overwrite,
+        "progress": progress,
+    }
+
+
 def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
     p = stage.params
     summary = run_filter(
         current,
         out,
         parse_step_specs(p["steps"]),
-        workers=workers,
-        batch_rows=p["batch_rows"],
-        rows_per_file=p["rows_per_file"],
-        write_dropped=p["write_dropped"],
-        on_bad_input=p["on_bad_input"],
-        overwrite=overwrite,
-        progress=progress,
+        **_shard_io(p, workers, overwrite, progress),
     )
     print_summary(summary, out)
     return out
@@ -209,13 +216,7 @@ def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progre
         current,
         out,
         cfg,
-        workers=workers,
-        batch_rows=p["batch_rows"],
-        rows_per_file=p["rows_per_file"],
-        write_dropped=p["write_dropped"],
-        on_bad_input=p["on_bad_input"],
-        overwrite=overwrite,
-        progress=progress,
+        **_shard_io(p, workers, overwrite, progress),
         partitions=p["partitions"],
         rows_per_partition=p["rows_per_partition"],
     )
