@@ -21,12 +21,16 @@ class ParallelDims:
     tp: int = 1
     """Tensor (and sequence) parallel degree."""
     pp: int = 1
-    """Pipeline-parallel stages."""
+    """Pipeline-parallel ranks (each holds one or more stages, see parallel.pipeline)."""
     world_size: int = 1
     """Number of ranks in the job."""
+    cp: int = 1
+    """Context parallel degree: reserved, only 1 is accepted in this release."""
     _mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.cp != 1:
+            raise ValueError(f"parallel.cp={self.cp}: context parallelism is not in this release; use 1")
         named = {"dp_replicate": self.dp_replicate, "tp": self.tp, "pp": self.pp}
         for name, value in named.items():
             if value < 1:
@@ -86,6 +90,16 @@ class ParallelDims:
         if self._mesh is None:
             raise RuntimeError("call build_mesh() first")
         return self._mesh
+
+    def local_rank(self, dim: str) -> int:
+        """This rank's coordinate along mesh dim `dim` (0 when the dim is not split)."""
+        if self._mesh is None or dim not in (self._mesh.mesh_dim_names or ()):
+            return 0
+        return self._mesh.get_local_rank(dim)
+
+    def pp_group(self):
+        """Process group of this rank's pipeline (None without pipeline parallelism)."""
+        return self.mesh["pp"].get_group() if self.pp_enabled else None
 
     def dp_mesh(self) -> DeviceMesh | None:
         """Mesh of the ranks that see different data (None when there is one data stream)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
 
 def apply_fsdp(
@@ -15,16 +15,19 @@ def apply_fsdp(
     param_dtype: torch.dtype = torch.float32,
     reduce_dtype: torch.dtype = torch.float32,
     reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
 ) -> nn.Module:
     """Shard `model` in place. A 2-D mesh (replicate, shard) gives HSDP.
 
     Each block is its own unit so only one block's full parameters live at a time; the embedding
     and the final norm+output are units of their own because they are the largest tensors of
     small-vocab-heavy models. The last unit is not resharded after forward: backward needs it
-    straight away.
+    straight away. `cpu_offload` keeps the sharded parameters, gradients and optimizer state in
+    host memory (the optimizer step then runs on the CPU).
     """
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
-    kw = {"mesh": mesh, "mp_policy": mp}
+    offload = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
+    kw = {"mesh": mesh, "mp_policy": mp, "offload_policy": offload}
     if getattr(model, "tok_embeddings", None) is not None:
         fully_shard(model.tok_embeddings, reshard_after_forward=reshard_after_forward, **kw)
     for block in model.layers.values():

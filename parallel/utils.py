@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
 
 @torch.no_grad()
 def clip_grad_norm_(
-    parameters: Iterable[torch.nn.Parameter], max_norm: float, norm_type: float = 2.0
+    parameters: Iterable[torch.nn.Parameter],
+    max_norm: float,
+    norm_type: float = 2.0,
+    pp_group: dist.ProcessGroup | None = None,
 ) -> torch.Tensor:
     """Clip gradients to `max_norm` (<= 0 disables clipping) and return the total norm.
 
     With FSDP/TP the grads are DTensors: the per-shard norms are reduced over their mesh by
-    `full_tensor()`, so every rank gets the same global norm and scales by the same factor.
+    `full_tensor()`. With a pipeline each rank holds other layers, so the stages' norms are
+    combined over `pp_group` (sum of p-th powers, or max for the inf-norm). Every rank then has the
+    same global norm and scales by the same factor.
     """
     grads = [p.grad for p in parameters if p.grad is not None]
-    total = torch.nn.utils.get_total_norm(grads, norm_type=norm_type)
+    total = torch.nn.utils.get_total_norm(grads, norm_type=norm_type) if grads else torch.zeros(())
     if isinstance(total, DTensor):
         total = total.full_tensor()
+    if pp_group is not None:
+        if math.isinf(norm_type):
+            dist.all_reduce(total, op=dist.ReduceOp.MAX, group=pp_group)
+        else:
+            total = total**norm_type
+            dist.all_reduce(total, op=dist.ReduceOp.SUM, group=pp_group)
+            total = total ** (1.0 / norm_type)
     if max_norm > 0:
         torch.nn.utils.clip_grads_with_norm_(grads, max_norm, total)
     return total

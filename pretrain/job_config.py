@@ -138,8 +138,21 @@ class ParallelConfig:
     """Tensor + sequence parallel degree."""
     pp: int = 1
     """Pipeline stages."""
+    cp: int = 1
+    """Context parallel degree (reserved: only 1 is accepted in this release)."""
     pp_schedule: str = "1F1B"
-    """Pipeline schedule name (torch.distributed.pipelining)."""
+    """Pipeline schedule: GPipe, 1F1B (one stage per rank), Interleaved1F1B, InterleavedZeroBubble
+    (pp_stages_per_rank stages per rank, looped) or ZBVZeroBubble (two stages per rank, V-shaped)."""
+    pp_stages_per_rank: int = 2
+    """Virtual stages per rank for the interleaved schedules (ZBVZeroBubble needs 2)."""
+    pp_layers_per_stage: list[int] | None = None
+    """Explicit blocks per pipeline stage (length pp * stages per rank); None = balanced split."""
+    pp_first_stage_extra: float = 0.0
+    """Cost of the embedding, in blocks, counted on the first stage when balancing the split."""
+    pp_last_stage_extra: float = 1.0
+    """Cost of the final norm + output projection + loss, in blocks, counted on the last stage."""
+    fsdp_cpu_offload: bool = False
+    """FSDP: keep sharded parameters, gradients and optimizer state in host memory."""
     reshard_after_forward: bool = True
     """FSDP: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2)."""
     loss_parallel: bool = True

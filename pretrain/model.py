@@ -253,13 +253,16 @@ class Transformer(nn.Module):
         are the RoPE positions (restarting at 0 in each document); None = 0, 1, 2, ... per row.
         """
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
-        seqlen = tokens.shape[1]  # not h: under sequence parallelism h holds 1/tp of the tokens
+        # Not h: under sequence parallelism h holds 1/tp of the tokens, and a later pipeline stage
+        # receives such a shard of hidden states as `tokens`; positions and doc_ids are whole.
+        ref = positions if positions is not None else doc_ids if doc_ids is not None else tokens
+        seqlen = ref.shape[1]
         if start_pos + seqlen > self.args.max_seq_len:
             raise ValueError(
                 f"sequence of {start_pos + seqlen} tokens exceeds max_seq_len={self.args.max_seq_len}"
             )
         if positions is not None:
-            if positions.shape != tokens.shape[:2] or caches is not None:
+            if positions.dim() != 2 or caches is not None:
                 raise ValueError("positions must be (batch, seq) and are for training, not decoding")
             freqs_cis = self.freqs_cis[positions]
         else:

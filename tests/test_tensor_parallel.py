@@ -20,7 +20,8 @@ from parallel.tensor_parallel import apply_tp, check_tp
 from pretrain.configs import get_model_config
 from pretrain.data import Batch
 from pretrain.model import Transformer
-from pretrain.train import train, train_step
+from pretrain.step import train_step
+from pretrain.train import train
 
 SEQ = 16
 

@@ -1,0 +1,144 @@
+"""Build the model for a parallel layout: split into pipeline stages, shard, initialise, optimise.
+
+Order per stage, as torchtitan: tensor parallel -> torch.compile -> activation checkpointing ->
+FSDP (TP first so compile sees DTensors; compile inside AC because AC within a compiled TP block
+fails; FSDP last so its units wrap everything).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from torch import nn
+
+from parallel.activation_checkpoint import apply_ac
+from parallel.compile import apply_compile
+from parallel.dims import ParallelDims
+from parallel.fsdp import apply_fsdp
+from parallel.pipeline import build_schedule, split_layers, stage_ids, stage_module, stages_per_rank
+from parallel.tensor_parallel import apply_tp
+from pretrain.configs import ModelArgs
+from pretrain.job_config import TrainConfig
+from pretrain.model import Transformer
+from pretrain.step import Pipeline, PipelineLoss
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+FULL_INIT_MAX_PARAMS = 1_000_000_000
+"""Below this size every rank builds the whole model from the seed before sharding (see init_model)."""
+
+
+def pipeline_split(args: ModelArgs, cfg: TrainConfig) -> tuple[int, list[list[int]]]:
+    """(stages per rank, blocks of every stage) for the configured layout; raises on bad degrees."""
+    p = cfg.parallel
+    per_rank = stages_per_rank(p.pp_schedule, p.pp_stages_per_rank) if p.pp > 1 else 1
+    split = split_layers(
+        args.n_layers,
+        p.pp * per_rank,
+        layers_per_stage=p.pp_layers_per_stage,
+        first_extra=p.pp_first_stage_extra,
+        last_extra=p.pp_last_stage_extra,
+    )
+    return per_rank, split
+
+
+def parallelize(part: nn.Module, dims: ParallelDims, cfg: TrainConfig) -> nn.Module:
+    """Apply TP, compile, activation checkpointing and FSDP to one model part, in that order."""
+    p = cfg.parallel
+    if dims.tp_enabled:
+        apply_tp(part, dims.mesh["tp"], loss_parallel=p.loss_parallel)
+    if p.compile:
+        apply_compile(part, tp=dims.tp_enabled)
+    apply_ac(part, p.activation_checkpoint, p.ac_every)
+    if dims.dp_enabled:
+        apply_fsdp(
+            part,
+            dims.fsdp_mesh(),
+            param_dtype=DTYPES[cfg.training.dtype],
+            reduce_dtype=torch.float32,
+            reshard_after_forward=p.reshard_after_forward,
+            cpu_offload=p.fsdp_cpu_offload,
+        )
+    return part
+
+
+def init_seed(seed: int, dims: ParallelDims, stage: int) -> int:
+    """Seed for initialising one stage's local shards in place (the meta-device path).
+
+    On CUDA, DTensor's offset-based RNG makes sharded init equal for every layout and overrides
+    this. Elsewhere each rank draws its shards itself, so the seed differs per stage, FSDP shard
+    and TP rank (identical seeds would repeat the same values in every shard), and is the same
+    across HSDP replicas, which must hold identical copies.
+    """
+    coords = (seed, stage, dims.local_rank("dp_shard"), dims.local_rank("tp"))
+    return zlib.crc32(repr(coords).encode()) if coords[1:] != (0, 0, 0) else seed
+
+
+def init_model(
+    args: ModelArgs,
+    dims: ParallelDims,
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    full_init: bool | None = None,
+) -> tuple[list[nn.Module], Pipeline | None]:
+    """This rank's model parts (one per pipeline stage it holds) and its pipeline, if any.
+
+    Small models are built whole on every rank from the seed and then split and sharded, so every
+    layout starts from bit-identical weights (what the layout-equivalence tests rely on). Large ones
+    (or `full_init=False`) are built on the meta device, split, sharded, and each local shard
+    initialised in place, so a 405B model never exists whole on one rank.
+    """
+    if full_init is None:
+        full_init = args.num_params() < FULL_INIT_MAX_PARAMS
+    with torch.device("cpu" if full_init else "meta"):
+        whole = Transformer(args)
+    if full_init:
+        torch.manual_seed(cfg.training.seed)
+        whole.init_weights()
+
+    per_rank, split = pipeline_split(args, cfg)
+    n_stages = len(split)
+    ids = (
+        stage_ids(cfg.parallel.pp_schedule, dims.local_rank("pp"), dims.pp, per_rank)
+        if dims.pp_enabled
+        else [0]
+    )
+    if dims.pp_enabled:
+        parts = [stage_module(whole, split[i], first=i == 0, last=i == n_stages - 1) for i in ids]
+        del whole
+    else:
+        parts = [whole]
+
+    for sid, part in zip(ids, parts, strict=True):
+        parallelize(part, dims, cfg)
+        if full_init:
+            part.to(device)
+        else:
+            part.to_empty(device=device)
+            torch.manual_seed(init_seed(cfg.training.seed, dims, sid))
+            part.init_weights(buffer_device=device)
+            torch.manual_seed(cfg.training.seed)
+
+    if not dims.pp_enabled:
+        return parts, None
+    loss = PipelineLoss()
+    n_micro = cfg.training.global_batch_size // (cfg.training.micro_batch_size * dims.dp_size)
+    schedule = build_schedule(
+        parts, ids, n_stages, cfg.parallel.pp_schedule, n_micro, loss, device, dims.pp_group()
+    )
+    return parts, Pipeline(schedule, loss, has_first=0 in ids, has_last=n_stages - 1 in ids)
+
+
+def build_optimizer(parts: list[nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with decay on matrices only: norms (and optionally the embedding) are not decayed."""
+    decay, no_decay = [], []
+    for part in parts:
+        for name, p in part.named_parameters():
+            skip = p.ndim < 2 or (not cfg.optim.decay_embeddings and "tok_embeddings" in name)
+            (no_decay if skip else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
