@@ -4,13 +4,13 @@ Each block is compiled on its own (all blocks share one code object, so the cost
 distinct shape), as torchtitan does: a whole-model graph would recompile for every pipeline split
 and lose FSDP's per-block overlap. Apply after tensor parallelism and before activation
 checkpointing (which then wraps the compiled block: checkpointing inside a compiled TP block fails
-in torch 2.13) and FSDP. The `_orig_mod.` prefix it adds to parameter names is stripped by the DCP state-dict
-helpers, so checkpoints are interchangeable with eager runs.
+in torch 2.13) and FSDP. `Module.compile` compiles in place, so parameter names (and checkpoints)
+are the same as in eager runs; `torch.compile(block)` would add `_orig_mod.` to them, which the
+DCP state-dict helpers do not strip below the root.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -22,8 +22,8 @@ def apply_compile(model: nn.Module, *, tp: bool = False) -> nn.Module:
     with an all-zero embedding gradient on CPU (see TORCH_CPU_NOTES.md); the clone costs one
     activation copy per step.
     """
-    for name, block in list(model.layers.items()):
-        model.layers[name] = torch.compile(block, fullgraph=True)
+    for block in model.layers.values():
+        block.compile(fullgraph=True)  # in place: no `_orig_mod.` in parameter names
     if tp and getattr(model, "tok_embeddings", None) is not None:
         model.tok_embeddings.register_forward_hook(lambda module, args, output: output.clone())
     return model

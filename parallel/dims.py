@@ -77,7 +77,11 @@ class ParallelDims:
     def build_mesh(self, device_type: str) -> DeviceMesh:
         """Mesh over the enabled dims, plus flattened `dp` (data loading, loss) and `fsdp` views."""
         degrees = dict(zip(MESH_DIMS, (self.pp, self.dp_replicate, self.dp_shard, self.tp), strict=True))
-        names = tuple(n for n, d in degrees.items() if d > 1) or ("dp_shard",)
+        # With replicas the shard dim stays even at size 1: FSDP over (replicate, shard) is HSDP,
+        # and with shard size 1 plain replication (all-reduced gradients), never a 1-D shard.
+        names = tuple(
+            n for n, d in degrees.items() if d > 1 or (n == "dp_shard" and self.dp_replicate > 1)
+        ) or ("dp_shard",)
         mesh = init_device_mesh(device_type, tuple(degrees[n] for n in names), mesh_dim_names=names)
         dp_names = tuple(n for n in ("dp_replicate", "dp_shard") if n in names)
         if len(dp_names) > 1:
@@ -105,14 +109,14 @@ class ParallelDims:
         """Mesh of the ranks that see different data (None when there is one data stream)."""
         if not self.dp_enabled:
             return None
-        if self.dp_replicate > 1 and self.dp_shard > 1:
+        if self.dp_replicate > 1:
             return self.mesh["dp"]
-        return self.mesh["dp_replicate" if self.dp_replicate > 1 else "dp_shard"]
+        return self.mesh["dp_shard"]
 
     def fsdp_mesh(self) -> DeviceMesh | None:
-        """1-D shard mesh, or 2-D (replicate, shard) for HSDP."""
+        """1-D shard mesh, or 2-D (replicate, shard) for HSDP (and for pure replication)."""
         if not self.dp_enabled:
             return None
-        if self.dp_replicate > 1 and self.dp_shard > 1:
+        if self.dp_replicate > 1:
             return self.mesh["dp_replicate", "dp_shard"]
-        return self.mesh["dp_replicate" if self.dp_replicate > 1 else "dp_shard"]
+        return self.mesh["dp_shard"]
