@@ -2,7 +2,8 @@
 
 Order per stage, as torchtitan: tensor parallel -> torch.compile -> activation checkpointing ->
 FSDP (TP first so compile sees DTensors; compile inside AC because AC within a compiled TP block
-fails; FSDP last so its units wrap everything).
+fails; FSDP last so its units wrap everything). `build_parts` stops there, still on the meta
+device, which is what `parallel.dryrun` inspects; `init_model` then materialises and schedules.
 """
 
 from __future__ import annotations
@@ -74,6 +75,32 @@ def init_seed(seed: int, dims: ParallelDims, stage: int) -> int:
     return zlib.crc32(repr(coords).encode()) if coords[1:] != (0, 0, 0) else seed
 
 
+def build_parts(
+    args: ModelArgs, dims: ParallelDims, cfg: TrainConfig, *, full_init: bool = False
+) -> tuple[list[int], list[nn.Module]]:
+    """This rank's pipeline stage ids and its model parts, split and parallelized but not placed.
+
+    Without `full_init` the parts stay on the meta device, so nothing is allocated: the trainer
+    materialises them next (init_model) and `parallel.dryrun` only reads their shapes, both from
+    this one code path. With `full_init` the whole model is built on the CPU and initialised from
+    the seed before it is split.
+    """
+    with torch.device("cpu" if full_init else "meta"):
+        whole = Transformer(args)
+    if full_init:
+        torch.manual_seed(cfg.training.seed)
+        whole.init_weights()
+    if not dims.pp_enabled:
+        return [0], [parallelize(whole, dims, cfg)]
+
+    per_rank, split = pipeline_split(args, cfg)
+    n_stages = len(split)
+    ids = stage_ids(cfg.parallel.pp_schedule, dims.local_rank("pp"), dims.pp, per_rank)
+    parts = [stage_module(whole, split[i], first=i == 0, last=i == n_stages - 1) for i in ids]
+    del whole
+    return ids, [parallelize(part, dims, cfg) for part in parts]
+
+
 def init_model(
     args: ModelArgs,
     dims: ParallelDims,
@@ -91,27 +118,8 @@ def init_model(
     """
     if full_init is None:
         full_init = args.num_params() < FULL_INIT_MAX_PARAMS
-    with torch.device("cpu" if full_init else "meta"):
-        whole = Transformer(args)
-    if full_init:
-        torch.manual_seed(cfg.training.seed)
-        whole.init_weights()
-
-    per_rank, split = pipeline_split(args, cfg)
-    n_stages = len(split)
-    ids = (
-        stage_ids(cfg.parallel.pp_schedule, dims.local_rank("pp"), dims.pp, per_rank)
-        if dims.pp_enabled
-        else [0]
-    )
-    if dims.pp_enabled:
-        parts = [stage_module(whole, split[i], first=i == 0, last=i == n_stages - 1) for i in ids]
-        del whole
-    else:
-        parts = [whole]
-
+    ids, parts = build_parts(args, dims, cfg, full_init=full_init)
     for sid, part in zip(ids, parts, strict=True):
-        parallelize(part, dims, cfg)
         if full_init:
             part.to(device)
         else:
@@ -124,6 +132,7 @@ def init_model(
         return parts, None
     loss = PipelineLoss()
     n_micro = cfg.training.global_batch_size // (cfg.training.micro_batch_size * dims.dp_size)
+    n_stages = dims.pp * len(ids)
     schedule = build_schedule(
         parts, ids, n_stages, cfg.parallel.pp_schedule, n_micro, loss, device, dims.pp_group()
     )
