@@ -156,6 +156,7 @@ LAYOUTS = {
         8,
         {"pp": 2, "tp": 2, "dp_shard": 2, "activation_checkpoint": "full", "compile": True},
     ),
+    "dp2-cpu-offload-zero2": (2, {"dp_shard": 2, "fsdp_cpu_offload": True, "reshard_after_forward": False}),
     "replicate2": (2, {"dp_replicate": 2, "dp_shard": 1}),
     "hsdp2x2": (4, {"dp_replicate": 2, "dp_shard": 2}),
     "replicate2xtp2xpp2": (8, {"dp_replicate": 2, "dp_shard": 1, "tp": 2, "pp": 2}),
