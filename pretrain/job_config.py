@@ -98,6 +98,20 @@ class TrainingConfig:
     """Sampling temperature (0 = greedy); sampling is seeded by training.seed."""
     sample_top_k: int | None = None
     """Sample only among the k most likely tokens (None = all)."""
+    max_nonfinite_skips: int = 0
+    """Steps with a NaN/Inf loss or gradient norm that are skipped (no optimizer update) before the
+    run stops with exit code 4; 0 = stop at the first one."""
+    spike_zscore: float = 0.0
+    """Flag a loss more than this many standard deviations above the recent window (0 = off)."""
+    spike_window: int = 128
+    """Steps of loss history the spike z-score is computed over."""
+    skip_spikes: bool = False
+    """Skip the optimizer update of a flagged spike (else it is only logged as loss_spike)."""
+    step_timeout_s: float = 600.0
+    """Watchdog: a step (after the first) taking longer dumps all stacks and exits with code 5;
+    collectives time out at 1.5x this. 0 disables the watchdog."""
+    first_step_timeout_s: float = 1800.0
+    """Watchdog limit for the first step, which includes compilation and pipeline shape inference."""
 
 
 @dataclass
@@ -169,9 +183,21 @@ class ParallelConfig:
 @dataclass
 class CheckpointConfig:
     enabled: bool = False
-    """Save DCP checkpoints under run.dir/checkpoints and resume from the latest."""
+    """Save DCP checkpoints under run.dir/checkpoints and resume from the latest complete one."""
     interval: int = 500
-    """Steps between checkpoints."""
+    """Steps between checkpoints (and one after the last step)."""
+    interval_s: float = 0.0
+    """Also save when this many seconds have passed since the last save (0 = off)."""
+    keep_last: int = 3
+    """Complete checkpoints to keep; older ones are deleted (0 = keep all)."""
+    async_mode: str = "async"
+    """disabled (the loop waits for the write), async (waits only while the state is copied to host
+    memory; the write runs in a background thread) or async_pinned (copy into pinned memory, GPU)."""
+    load_step: int | None = None
+    """Resume from this step's checkpoint instead of the latest."""
+    initial_load_path: str | None = None
+    """A checkpoint directory (step-N of another run, or `pretrain.export --from-hf` output) whose
+    model weights start a run that has no checkpoint of its own; optimizer and step start fresh."""
 
 
 @dataclass
@@ -182,6 +208,20 @@ class MetricsConfig:
     """Write TensorBoard events under run.dir/tb."""
     peak_tflops: float | None = None
     """Per-device peak TFLOP/s for MFU; None = looked up from the GPU name (unknown/CPU: no MFU)."""
+
+
+@dataclass
+class DebugConfig:
+    """Fault injection for the tests of failure handling; never set in real runs."""
+
+    nan_at_step: int | None = None
+    """Make one gradient NaN on rank `nan_rank` at this step."""
+    nan_rank: int = 0
+    """Rank that injects the NaN."""
+    hang_at_step: int | None = None
+    """Rank `hang_rank` sleeps forever at the start of this step."""
+    hang_rank: int = 0
+    """Rank that hangs."""
 
 
 @dataclass
@@ -196,6 +236,7 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
 
 
 def register_configs() -> None:

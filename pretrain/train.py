@@ -9,7 +9,11 @@ plain `python -m pretrain.train` too.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +29,20 @@ from parallel.pipeline import check_microbatches
 from parallel.tensor_parallel import check_tp
 from parallel.utils import clip_grad_norm_, set_determinism
 from pretrain.build import DTYPES, build_optimizer, init_model, pipeline_split
+from pretrain.checkpoint import Checkpointer
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import PackedDataset, StepLoader
+from pretrain.fault import (
+    EXIT_NONFINITE,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    SpikeDetector,
+    StopSignals,
+    TrainingStopped,
+    Watchdog,
+    shorten_pg_timeout,
+    write_exit_record,
+)
 from pretrain.generate import generate
 from pretrain.job_config import TrainConfig, register_configs
 from pretrain.lr import build_lr_scheduler
@@ -167,7 +183,15 @@ def train(cfg: TrainConfig | DictConfig) -> TrainResult:
     dims = check_layout(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     rank, world_size, device = init_distributed()
     try:
-        return _train(cfg, dims, rank, world_size, device)
+        result = _train(cfg, dims, rank, world_size, device)
+        if rank == 0:
+            write_exit_record(Path(cfg.run.dir), EXIT_OK, "finished", cfg.training.steps)
+        return result
+    except TrainingStopped as stop:
+        if rank == 0:
+            print(f"stopping (exit {stop.code}): {stop.reason}", file=sys.stderr, flush=True)
+            write_exit_record(Path(cfg.run.dir), stop.code, stop.reason, stop.step)
+        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -190,8 +214,9 @@ def _train(cfg: TrainConfig, dims: ParallelDims, rank: int, world_size: int, dev
     )
     parts, pipe = init_model(args, dims, cfg, device)
     params = [q for part in parts for q in part.parameters()]
-    optimizer = build_optimizer(parts, cfg)
-    scheduler = build_lr_scheduler(optimizer, cfg.lr, cfg.training.steps)
+    # One optimizer per model part (pipeline stage), so each state dict maps to its parameters' names.
+    optimizers = [build_optimizer([part], cfg) for part in parts]
+    schedulers = [build_lr_scheduler(opt, cfg.lr, cfg.training.steps) for opt in optimizers]
 
     # Single process: autocast gives bf16 compute. Under FSDP its MixedPrecisionPolicy does that.
     dtype = DTYPES[cfg.training.dtype]
@@ -205,6 +230,14 @@ def _train(cfg: TrainConfig, dims: ParallelDims, rank: int, world_size: int, dev
     loss_ctx = loss_parallel if dims.tp_enabled and p.loss_parallel else contextlib.nullcontext
 
     run_dir = Path(cfg.run.dir)
+    ckpt = Checkpointer(
+        cfg.checkpoint, run_dir, parts, optimizers, schedulers, loader, rank=rank, world_size=world_size
+    )
+    start = ckpt.resume_step() or 0
+    if start:
+        ckpt.load(start)
+    elif cfg.checkpoint.initial_load_path:
+        ckpt.load_model_only(cfg.checkpoint.initial_load_path)
     logger = MetricsLogger(run_dir, enabled=rank == 0, tensorboard=cfg.metrics.tensorboard)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -215,70 +248,120 @@ def _train(cfg: TrainConfig, dims: ParallelDims, rank: int, world_size: int, dev
             f"model {cfg.model.name}: {args.num_params() / 1e6:.1f}M params, world_size={world_size}, "
             f"dp={dims.dp_size} tp={dims.tp} pp={dims.pp}, "
             f"micro-batches per step={loader.accumulation_steps}, "
-            f"{len(loader.dataset)} train sequences of {cfg.data.seq_len} tokens",
+            f"{len(loader.dataset)} train sequences of {cfg.data.seq_len} tokens"
+            + (f", resuming after step {start}" if start else ""),
             flush=True,
         )
 
+    t = cfg.training
     peak = peak_tflops(cfg.metrics.peak_tflops, device)
     flops_per_token = args.flops_per_token(cfg.data.seq_len)
-    tokens_per_step = cfg.training.global_batch_size * cfg.data.seq_len
+    tokens_per_step = t.global_batch_size * cfg.data.seq_len
     result = TrainResult()
+    signals = StopSignals()
+    watchdog = Watchdog(t.first_step_timeout_s, t.step_timeout_s, rank)
+    spikes = SpikeDetector(t.spike_window, t.spike_zscore)
+    skipped = 0
     window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
     for part in parts:
         part.train()
-    for step in range(1, cfg.training.steps + 1):
-        t0 = time.perf_counter()
-        micro_batches = loader.next_step()
-        data_wait += time.perf_counter() - t0
-        if pipe is not None:
-            loss = pipeline_train_step(pipe, micro_batches, dims, device, loss_ctx)
-        else:
-            loss = train_step(parts[0], micro_batches, dims, device, autocast, loss_ctx)
-        grad_norm = clip_grad_norm_(params, cfg.training.max_norm, pp_group=dims.pp_group())
-        loss_value, grad_norm_value = loss.item(), grad_norm.item()
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            raise FloatingPointError(
-                f"step {step}: loss={loss_value}, grad_norm={grad_norm_value}; stopping before the "
-                "optimizer applies it (lower optim.lr or check the data)"
-            )
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.losses.append(loss_value)
-        window_steps += 1
+    try:
+        for step in range(start + 1, t.steps + 1):
+            if cfg.debug.hang_at_step == step and rank == cfg.debug.hang_rank:
+                print(f"[rank {rank}] debug.hang_at_step={step}: hanging", flush=True)
+                threading.Event().wait()
+            t0 = time.perf_counter()
+            micro_batches = loader.next_step()
+            data_wait += time.perf_counter() - t0
+            if pipe is not None:
+                loss = pipeline_train_step(pipe, micro_batches, dims, device, loss_ctx)
+            else:
+                loss = train_step(parts[0], micro_batches, dims, device, autocast, loss_ctx)
+            if cfg.debug.nan_at_step == step and rank == cfg.debug.nan_rank:
+                next(q for q in params if q.grad is not None).grad.fill_(float("nan"))
+            grad_norm = clip_grad_norm_(params, t.max_norm, pp_group=dims.pp_group())
+            loss_value, grad_norm_value = loss.item(), grad_norm.item()
+            finite = math.isfinite(loss_value) and math.isfinite(grad_norm_value)
+            spike = finite and spikes.update(loss_value)
+            lr = schedulers[0].get_last_lr()[0]
+            if not finite:  # every rank sees the same all-reduced values, so all decide alike
+                skipped += 1
+                what = f"step {step}: loss={loss_value}, grad_norm={grad_norm_value}"
+                if skipped > t.max_nonfinite_skips:
+                    raise TrainingStopped(
+                        EXIT_NONFINITE,
+                        f"{what}; non-finite steps: {skipped} > training.max_nonfinite_skips="
+                        f"{t.max_nonfinite_skips}. Stopped before the optimizer applied it; the latest "
+                        "checkpoint is the last good state (lower optim.lr or check the data)",
+                        step,
+                    )
+                if rank == 0:
+                    print(f"{what}: skipped ({skipped}/{t.max_nonfinite_skips})", flush=True)
+            elif spike and rank == 0:
+                print(f"step {step}: loss spike {loss_value:.4f}" + (" (skipped)" if t.skip_spikes else ""))
+            if finite and not (spike and t.skip_spikes):
+                for opt in optimizers:
+                    opt.step()
+            for opt, sched in zip(optimizers, schedulers, strict=True):
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            result.losses.append(loss_value)
+            window_steps += 1
 
-        last = step == cfg.training.steps
-        elapsed = time.perf_counter() - window_start  # before validation: it is not training time
-        val_loss = None
-        if val_loader is not None and (step % cfg.validation.interval == 0 or last):
-            val_loss = validate(
-                parts, pipe, val_loader, cfg.validation.steps, dims, device, autocast, loss_ctx
-            )
-            result.val_losses[step] = val_loss
-        if step % cfg.metrics.log_interval == 0 or step == 1 or last or val_loss is not None:
-            tokens_per_s = tokens_per_step * window_steps / elapsed
-            tflops = flops_per_token * tokens_per_s / world_size / 1e12  # per device
-            record = {
-                "loss": loss_value,
-                "lr": lr,
-                "grad_norm": grad_norm_value,
-                "tokens_per_s": tokens_per_s,
-                "tflops": tflops,
-                "mfu": tflops / peak if peak else None,
-                "mem_gib": memory_gib(device),
-                "data_wait_s": data_wait / window_steps,
-            }
-            if val_loss is not None:
-                record["val_loss"] = val_loss
-            logger.log(step, record)
-            window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
+            last = step == t.steps
+            elapsed = time.perf_counter() - window_start  # before validation: it is not training time
+            val_loss = None
+            if val_loader is not None and (step % cfg.validation.interval == 0 or last):
+                val_loss = validate(
+                    parts, pipe, val_loader, cfg.validation.steps, dims, device, autocast, loss_ctx
+                )
+                result.val_losses[step] = val_loss
+            if step % cfg.metrics.log_interval == 0 or step == start + 1 or last or val_loss is not None:
+                tokens_per_s = tokens_per_step * window_steps / elapsed
+                tflops = flops_per_token * tokens_per_s / world_size / 1e12  # per device
+                record = {
+                    "loss": loss_value,
+                    "lr": lr,
+                    "grad_norm": grad_norm_value,
+                    "tokens_per_s": tokens_per_s,
+                    "tflops": tflops,
+                    "mfu": tflops / peak if peak else None,
+                    "mem_gib": memory_gib(device),
+                    "data_wait_s": data_wait / window_steps,
+                }
+                if val_loss is not None:
+                    record["val_loss"] = val_loss
+                if skipped:
+                    record["skipped_steps"] = skipped
+                if spike:
+                    record["loss_spike"] = True
+                logger.log(step, record)
+                window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
 
-    if tokenizer is not None:
-        result.sample = sample(full_state_dict(parts, dims, rank), args, cfg, tokenizer)
-        if rank == 0:
-            print(f"sample: {result.sample}", flush=True)
-    logger.close()
+            if step == start + 1:
+                shorten_pg_timeout(1.5 * t.step_timeout_s)
+            watchdog.beat(step)
+            ckpt.poll()
+            signum = signals.requested()
+            if signum:
+                name = signal.Signals(signum).name
+                watchdog.pause(t.first_step_timeout_s)
+                if cfg.checkpoint.enabled:
+                    ckpt.save(step, sync=True)
+                raise TrainingStopped(EXIT_PREEMPTED, f"{name} received: stopped after step {step}", step)
+            if ckpt.should_save(step, last):
+                watchdog.pause(t.first_step_timeout_s)
+                ckpt.save(step, sync=last)
+
+        if tokenizer is not None:
+            result.sample = sample(full_state_dict(parts, dims, rank), args, cfg, tokenizer)
+            if rank == 0:
+                print(f"sample: {result.sample}", flush=True)
+    finally:
+        watchdog.close()
+        signals.restore()
+        ckpt.close()
+        logger.close()
     return result
 
 
