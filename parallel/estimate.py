@@ -265,6 +265,11 @@ def _rank_memory(
         unsharded = nbytes * local + 4 * unit
     else:  # the current and the prefetched unit, and one unit's fp32 gradient before reduce-scatter
         unsharded = (2 * nbytes + 4) * unit
+    # The vocab-sharded embedding's gradient comes back whole (Replicate) on every TP rank: torch's
+    # embedding backward has no sharded rule. Without FSDP to re-shard it, it stays that size.
+    grad_extra = (
+        4 * args.vocab_size * args.dim * (1 - 1 / p.tp) if p.tp > 1 and not fsdp and 0 in ids else 0.0
+    )
     offload = fsdp and p.fsdp_cpu_offload
     vocab = args.vocab_size / p.tp if p.tp > 1 and p.loss_parallel else args.vocab_size
     checkpointed = p.activation_checkpoint != "none"
@@ -273,7 +278,7 @@ def _rank_memory(
         stages=ids,
         blocks=sum(counts[s] for s in ids),
         params=0.0 if offload else 4 * state,
-        grads=0.0 if offload else 4 * state,
+        grads=0.0 if offload else 4 * state + grad_extra,
         optimizer=0.0 if offload else 8 * state,
         unsharded=unsharded,
         activations=sum(h * a for h, a in zip(held, acts, strict=True)),

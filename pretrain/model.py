@@ -262,7 +262,12 @@ class Transformer(nn.Module):
                 f"sequence of {start_pos + seqlen} tokens exceeds max_seq_len={self.args.max_seq_len}"
             )
         if positions is not None:
-            if positions.dim() != 2 or caches is not None:
+            ids = tokens if not tokens.is_floating_point() else doc_ids  # hidden states: no ids
+            if (
+                positions.dim() != 2
+                or caches is not None
+                or (ids is not None and positions.shape != ids.shape)
+            ):
                 raise ValueError("positions must be (batch, seq) and are for training, not decoding")
             freqs_cis = self.freqs_cis[positions]
         else:
