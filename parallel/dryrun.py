@@ -17,24 +17,19 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
-import hydra
 import torch
 import torch.distributed as dist
-from hydra.errors import HydraException
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch.distributed.tensor import DTensor
 from torch.testing._internal.distributed.fake_pg import FakeStore  # registers the "fake" backend
 
 from parallel.dims import MESH_DIMS, ParallelDims
+from pretrain import job_config
 from pretrain.build import build_parts
 from pretrain.configs import get_model_config
-from pretrain.job_config import TrainConfig, register_configs
+from pretrain.job_config import TrainConfig
 from pretrain.train import check_layout
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GPU_BYTES = 80 * 2**30
 """Memory of the 80 GiB H100 the Llama 3 405B run used, to put the per-rank state in proportion."""
 
@@ -44,16 +39,10 @@ class LayoutError(ValueError):
 
 
 def compose_config(overrides: list[str]) -> TrainConfig:
-    """The trainer's config from configs/train.yaml plus `overrides`; data.path gets a dummy."""
-    if not any(o.lstrip("+~").startswith("data.path=") for o in overrides):
-        overrides = [*overrides, "data.path=dry-run"]  # mandatory in the trainer, unused here
-    register_configs()
     try:
-        with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra.compose("train", overrides=overrides)
-        return OmegaConf.to_object(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise LayoutError(f"bad config override: {e}") from e
+        return job_config.compose_config(overrides, data_path="dry-run")
+    except ValueError as e:
+        raise LayoutError(str(e)) from e
 
 
 def default_world_size(cfg: TrainConfig) -> int:

@@ -18,11 +18,8 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from parallel.activation_checkpoint import MODES
@@ -30,10 +27,9 @@ from parallel.dims import ParallelDims
 from parallel.pipeline import check_microbatches, schedule_name, split_layers, stage_ids, stages_per_rank
 from parallel.tensor_parallel import check_tp
 from pretrain.configs import ModelArgs, get_model_config
-from pretrain.job_config import TrainConfig, register_configs
+from pretrain.job_config import TrainConfig, compose_config
 
 GIB = 2**30
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DTYPE_BYTES = {"bf16": 2, "bfloat16": 2, "fp32": 4, "float32": 4}
 LOGIT_BYTES = 12
 """Bytes per logit at the loss: fp32 log-probs saved by log_softmax, plus the two fp32 gradients
@@ -420,15 +416,6 @@ def format_table(est: Estimate) -> str:
     return "\n".join(lines)
 
 
-def load_config(overrides: list[str]) -> TrainConfig:
-    """The trainer's config composed as pretrain.train composes it (data.path need not exist)."""
-    register_configs()
-    if not any(o.lstrip("+").startswith("data.path=") for o in overrides):
-        overrides = [*overrides, "data.path=unused"]  # mandatory in the schema, irrelevant here
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose("train", overrides=overrides))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parallel.estimate", description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="trainer config overrides, key=value")
@@ -442,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_intermixed_args(argv)
     try:
         est = estimate(
-            load_config(ns.overrides),
+            compose_config(ns.overrides),
             world_size=ns.world_size,
             gpu_memory_gib=ns.gpu_memory_gib,
             peak_tflops=ns.peak_tflops,

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
@@ -211,6 +214,42 @@ class MetricsConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """How `launch/submit.py` submits this run (the trainer itself ignores it)."""
+
+    nodes: int = 1
+    """Nodes; nodes x nproc_per_node must equal the product of the parallel degrees."""
+    gpus_per_node: int = 8
+    """GPUs requested per node (--gpus-per-node); 0 = a CPU job."""
+    nproc_per_node: int | None = None
+    """Trainer processes per node (torchrun --nproc-per-node); None = gpus_per_node (1 on CPU)."""
+    cpus_per_task: int | None = None
+    """CPUs per node for the job's one task per node (None = Slurm's default)."""
+    mem: str | None = None
+    """Memory per node (--mem, e.g. 0 for all, 480G); None = Slurm's default."""
+    time: str = "24:00:00"
+    """Wall-clock limit of one allocation (the job requeues itself after preemption)."""
+    partition: str | None = None
+    """Partition (-p); None = the cluster's default partition."""
+    account: str | None = None
+    """Account (-A), where the cluster requires one."""
+    qos: str | None = None
+    """Quality of service (--qos)."""
+    job_name: str = "andes"
+    """Job name; also the default run directory's prefix."""
+    signal_before_s: int = 120
+    """Seconds before the time limit at which Slurm sends SIGUSR1 (checkpoint and requeue)."""
+    requeue: bool = True
+    """Requeue the job when the trainer stopped on a signal (exit 3), so it resumes by itself."""
+    rdzv_port: int = 29500
+    """c10d rendezvous port on the first node."""
+    extra_sbatch: list[str] = field(default_factory=list)
+    """More #SBATCH options, e.g. ["--exclusive", "--constraint=h100"]."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment for the trainer, e.g. {NCCL_SOCKET_IFNAME: ib0}."""
+
+
+@dataclass
 class DebugConfig:
     """Fault injection for the tests of failure handling; never set in real runs."""
 
@@ -237,8 +276,31 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 def register_configs() -> None:
     """Make the schema available to train.yaml's defaults list as `train_schema`."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def compose_config(overrides: list[str], *, data_path: str | None = "unused") -> TrainConfig:
+    """The trainer's config from configs/train.yaml plus `overrides`, as `pretrain.train` composes it.
+
+    For tools that plan a run without reading its data (estimate, dry run, submit), `data_path`
+    fills the mandatory `data.path` when the overrides do not set it. Bad overrides raise
+    ValueError with Hydra's message.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if data_path is not None and not any(o.lstrip("+~").startswith("data.path=") for o in overrides):
+        overrides = [*overrides, f"data.path={data_path}"]
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return OmegaConf.to_object(compose("train", overrides=overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ValueError(f"bad config override: {e}") from e
