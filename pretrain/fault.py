@@ -39,6 +39,9 @@ class TrainingStopped(SystemExit):
         super().__init__(code)
         self.reason, self.step = reason, step
 
+    def __str__(self) -> str:
+        return f"exit {self.code}: {self.reason}"
+
 
 def write_exit_record(run_dir: Path, code: int, reason: str, step: int) -> None:
     """`run.dir/exit.json`: why the last run of this directory ended (tmp + rename)."""

@@ -4,6 +4,7 @@ scheduler would issue it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,6 +61,33 @@ def torchrun(nproc: int, args: list[str], tmp: Path, **kw) -> subprocess.Popen:
     )
 
 
+def kill9_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL torchrun and every process under it at once, as a node failure would.
+
+    torchrun starts its workers in sessions of their own, so killing its process group alone
+    would leave them running."""
+    pids, frontier = [proc.pid], [proc.pid]
+    while frontier:
+        out = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True, text=True)
+        frontier = [int(p) for p in out.stdout.split()]
+        pids += frontier
+    for pid in reversed(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    for pid in pids:  # reap-independent check that nothing survived
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
 def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,8 +119,7 @@ def test_kill9_then_same_command_equals_uninterrupted_run(packed_data, tmp_path,
     args = overrides(packed_data, run, "parallel.dp_shard=2")
     proc = torchrun(2, args, tmp_path)
     wait_for_step(run, kill_after, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill9_tree(proc)
     saved = latest_step(run / "checkpoints")
     assert saved is not None and saved <= kill_after + 1
     proc = torchrun(2, args, tmp_path)
@@ -120,8 +147,7 @@ def test_resume_in_another_layout_continues_the_same_run(packed_data, tmp_path, 
     (n1, extra1), (n2, extra2) = first, second
     proc = torchrun(n1, overrides(packed_data, run, "training.steps=12", *extra1), tmp_path)
     wait_for_step(run, 6, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill9_tree(proc)
     saved = latest_step(run / "checkpoints")
     if n2 == 1:
         train(compose(overrides(packed_data, run, *extra2)))

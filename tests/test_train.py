@@ -10,6 +10,7 @@ import sys
 import pytest
 from conftest import REPO, compose, tiny_overrides, write_packed
 
+from pretrain.fault import TrainingStopped
 from pretrain.train import train
 
 
@@ -102,7 +103,7 @@ def test_torchrun_bad_degrees_fail_on_every_rank(packed_data, tmp_path):
         (["parallel.tp=2"], ValueError, "world_size=1"),
         (["training.dtype=float16"], ValueError, "training.dtype"),
         (["lr.schedule=linear"], ValueError, "lr.schedule"),
-        (["optim.lr=1e30", "training.max_norm=0"], FloatingPointError, "step \\d+: loss="),
+        (["optim.lr=1e30", "training.max_norm=0"], TrainingStopped, "exit 4: step \\d+: loss="),
     ],
 )
 def test_bad_input_errors(packed_data, tmp_path, extra, error, match):
