@@ -133,9 +133,9 @@ def cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dedup(args: argparse.Namespace) -> int:
-    from data_pipeline.dedup.minhash import MinHashConfig, choose_bands_rows, format_s_curve
-    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
+def _dedup_config(args: argparse.Namespace):
+    """The `DedupConfig` of `andes-data dedup`'s options."""
+    from data_pipeline.dedup.minhash import MinHashConfig, choose_bands_rows
     from data_pipeline.dedup.tasks import DedupConfig
 
     bands, rows = args.bands, args.rows
@@ -144,11 +144,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
             raise ValueError(f"--threshold {args.threshold}: expected a Jaccard similarity in (0, 1)")
         bands, rows = choose_bands_rows(args.threshold, args.num_perm)
     minhash = MinHashConfig(ngram_size=args.ngram, bands=bands, rows=rows, seed=args.seed)
-    if args.s_curve:
-        print(f"{bands} bands x {rows} rows ({bands * rows} permutations):")
-        print(format_s_curve(bands, rows))
-        return 0
-    cfg = DedupConfig(
+    return DedupConfig(
         method=args.method,
         minhash=minhash,
         normalize=not args.no_normalize,
@@ -157,6 +153,18 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         annotate=args.annotate,
         verify_threshold=None if args.no_verify else args.verify_threshold,
     )
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from data_pipeline.dedup.minhash import format_s_curve
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
+
+    cfg = _dedup_config(args)
+    if args.s_curve:
+        bands, rows = cfg.minhash.bands, cfg.minhash.rows
+        print(f"{bands} bands x {rows} rows ({bands * rows} permutations):")
+        print(format_s_curve(bands, rows))
+        return 0
     if args.list_stages:
         print(" ".join(stage_names(list_parquet(args.input), cfg, args.partitions, args.rows_per_partition)))
         return 0
@@ -243,8 +251,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         parse_stages(cfg, str(args.recipe))
         print(OmegaConf.to_yaml(cfg))
         return 0
-    out = run_recipe(args.recipe, args.overrides, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"recipe done: {out}")
+    out = run_recipe(
+        args.recipe,
+        args.overrides,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        stage=args.stage,
+        rank=args.rank,
+        world_size=args.world_size,
+    )
+    print(f"stage done: {out}" if args.stage is not None else f"recipe done: {out}")
     return 0
 
 
@@ -286,12 +302,7 @@ def _io_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
     sub.add_argument("--output", required=True, type=Path, help="output directory")
     sub.add_argument("--workers", type=_positive_int, default=1, help="worker processes (one shard each)")
-    sub.add_argument(
-        "--executor",
-        choices=["local"],
-        default="local",
-        help="where workers run (only local processes so far)",
-    )
+    _executor_option(sub)
     sub.add_argument(
         "--on-bad-input",
         choices=["fail", "skip"],
@@ -310,6 +321,93 @@ def _io_options(sub: argparse.ArgumentParser) -> None:
         default=1,
         help="tasks (e.g. a Slurm array) sharing the shards; this one takes shards[rank::world_size]",
     )
+
+
+def _executor_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: processes here; slurm: submit job arrays and return (docs/cluster_data.md)",
+    )
+
+
+SLURM_DESTS = (
+    "tasks",
+    "shards_per_task",
+    "array_parallelism",
+    "partition",
+    "account",
+    "time",
+    "cpus_per_task",
+    "mem",
+    "slurm_logs",
+    "sbatch_arg",
+    "job_name",
+    "only_missing",
+)
+
+
+def _slurm_options(sub: argparse.ArgumentParser, *, arrays: bool = True, dry_run: bool = True) -> None:
+    """Options of `--executor slurm` (docs/cluster_data.md); each needs --executor slurm."""
+    group = sub.add_argument_group("Slurm (with --executor slurm)")
+    if arrays:
+        size = group.add_mutually_exclusive_group()
+        size.add_argument(
+            "--tasks",
+            type=_positive_int,
+            default=None,
+            help="array tasks per stage (at most one per shard; default: one per --shards-per-task shards)",
+        )
+        size.add_argument(
+            "--shards-per-task",
+            "--tasks-per-job",
+            dest="shards_per_task",
+            type=_positive_int,
+            default=None,
+            help="shards (dedup: units) each array task takes; the array gets ceil(shards / this) tasks "
+            "(default 1)",
+        )
+        group.add_argument(
+            "--array-parallelism",
+            type=_positive_int,
+            default=None,
+            help="run at most this many tasks of an array at once (sbatch --array=...%%P)",
+        )
+        group.add_argument(
+            "--only-missing",
+            action="store_true",
+            help="submit only the array tasks that still have unfinished shards (plain re-submission "
+            "also works: finished shards are skipped)",
+        )
+    group.add_argument("--partition", default=None, help="sbatch --partition")
+    group.add_argument("--account", default=None, help="sbatch --account")
+    group.add_argument("--time", default=None, help="sbatch --time per job, e.g. 04:00:00")
+    group.add_argument(
+        "--cpus-per-task",
+        type=_positive_int,
+        default=None,
+        help="CPUs per job, also each task's --workers (default: --workers, or the recipe's workers)",
+    )
+    group.add_argument("--mem", default=None, help="sbatch --mem per job, e.g. 16G")
+    group.add_argument(
+        "--slurm-logs",
+        type=Path,
+        default=None,
+        help="directory for the job scripts, the per-task logs and submissions.jsonl (default: OUT.slurm)",
+    )
+    group.add_argument(
+        "--sbatch-arg",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra sbatch option for every job, written --sbatch-arg=--qos=high (repeatable)",
+    )
+    group.add_argument("--job-name", default=None, help="job name prefix (default: andes-COMMAND)")
+    if dry_run:
+        group.add_argument(
+            "--dry-run", action="store_true", help="print the sbatch scripts instead of submitting them"
+        )
 
 
 def _shard_run_options(args: argparse.Namespace) -> dict:
@@ -351,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=func, _parser=sub)
         return sub
 
     sub = add(
@@ -368,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train on at most this many characters (default: all)",
     )
+    _executor_option(sub)
+    _slurm_options(sub, arrays=False)
 
     sub = add("pack", cmd_pack, "tokenize documents and pack them into rows of seq_len+1 tokens")
     sub.add_argument(
@@ -404,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--seed", type=int, default=0, help="salt of the id hash that picks validation documents"
     )
+    _executor_option(sub)
+    _slurm_options(sub, arrays=False)
 
     sub = add("filter", cmd_filter, "annotate and filter Parquet documents (heuristic, NSFW, language steps)")
     sub.epilog = (
@@ -412,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running the same command resumes: finished shards are skipped."
     )
     _io_options(sub)
+    _slurm_options(sub)
     sub.add_argument(
         "--steps",
         default=None,
@@ -436,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(clusters, size histogram, example pairs). Re-running the same command resumes."
     )
     _io_options(sub)
+    _slurm_options(sub)
     sub.add_argument(
         "--method",
         choices=["minhash", "exact", "url"],
@@ -558,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Outputs and resuming as for `filter`."
     )
     _io_options(sub)
+    _slurm_options(sub)
     sub.add_argument("--model", required=True, type=Path, help="fastText model from train-classifier")
     sub.add_argument("--column", default="quality_score", help="annotation column for the score")
     sub.add_argument(
@@ -586,8 +691,27 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="OmegaConf dotlist overrides: input=DIR output=DIR workers=4 ..."
     )
     sub.add_argument("--overwrite", action="store_true", help="delete earlier outputs of the stages first")
-    sub.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved recipe and exit (with --executor slurm: print the sbatch scripts)",
+    )
     sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    _executor_option(sub)
+    sub.add_argument(
+        "--stage",
+        default=None,
+        metavar="I[:SUB]",
+        help="run only stage I (0-based), or sub-stage SUB of a dedup stage (e.g. 1:hash)",
+    )
+    sub.add_argument("--rank", type=int, default=0, help="with --stage: this task's index")
+    sub.add_argument(
+        "--world-size",
+        type=_positive_int,
+        default=1,
+        help="with --stage: tasks sharing the stage; this one takes its units[rank::world_size]",
+    )
+    _slurm_options(sub, dry_run=False)
 
     sub = add("stats", cmd_stats, "summarise a directory of Parquet shards (and its stats.json, if any)")
     sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
@@ -606,14 +730,166 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_executor_options(args: argparse.Namespace) -> bool:
+    """True when this command is to be submitted to Slurm; Slurm options without it are refused."""
+    executor = getattr(args, "executor", "local")
+    if executor == "slurm":
+        # Commands that only print something run here.
+        return not (getattr(args, "list_stages", False) or getattr(args, "s_curve", False))
+    given = [d for d in SLURM_DESTS if getattr(args, d, None) not in (None, False, [])]
+    if args.command != "run" and getattr(args, "dry_run", False):
+        given.append("dry_run")
+    if given:
+        names = ", ".join("--" + d.replace("_", "-") for d in given)
+        args._parser.error(f"{names}: only with --executor slurm")
+    return False
+
+
+# Options a submitted task gets from the submitter (or that make no sense in a task).
+_NOT_FOR_TASKS = {
+    "help",
+    "executor",
+    "rank",
+    "world_size",
+    "workers",
+    "dry_run",
+    "overwrite",
+    "stage",
+    "list_stages",
+    "s_curve",
+    *SLURM_DESTS,
+}
+
+
+def _task_command(args: argparse.Namespace):
+    """The command's own options as a task command line (what every Slurm job re-runs)."""
+    from data_pipeline.executors.slurm import TaskCommand
+
+    task = TaskCommand(args.command)
+    for action in args._parser._actions:
+        if action.dest in _NOT_FOR_TASKS or action.dest == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:  # positional
+            task.positionals += [str(v) for v in (value if isinstance(value, list) else [value])]
+            continue
+        if value is None or value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if action.nargs == 0:  # store_true
+            task.options.append(flag)
+            continue
+        for v in value if isinstance(action, argparse._AppendAction) else [value]:
+            text = str(v)
+            task.options += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+    return task
+
+
+def _submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`--executor slurm`: plan this command's jobs, check the setup, submit (or print) them."""
+    import shlex
+
+    from data_pipeline.executors import slurm
+
+    command = args.command
+    if getattr(args, "overwrite", False):
+        raise ValueError(
+            "--overwrite with --executor slurm: tasks would delete each other's output; remove the "
+            "output directory (or pick a new one) and submit again"
+        )
+    if command == "dedup" and args.stage is not None:
+        raise ValueError("--stage with --executor slurm: the submitter makes one job array per stage itself")
+    if command == "run" and args.stage is not None:
+        raise ValueError("--stage with --executor slurm: the submitter makes one job per stage itself")
+    if command == "run" and args.only_missing:
+        raise ValueError(
+            "--only-missing: not for recipes; submit the same command again (finished shards and "
+            "stages are skipped)"
+        )
+    cpus = args.cpus_per_task
+    if cpus is None:
+        cpus = getattr(args, "workers", 1)
+    if command == "run" and args.cpus_per_task is None:
+        from data_pipeline.recipe import load_recipe
+
+        cpus = int(load_recipe(args.recipe, args.overrides).get("workers", 1))
+    opts = slurm.SlurmOptions(
+        tasks=getattr(args, "tasks", None),
+        shards_per_task=getattr(args, "shards_per_task", None),
+        array_parallelism=getattr(args, "array_parallelism", None),
+        partition=args.partition,
+        account=args.account,
+        time=args.time,
+        cpus_per_task=cpus,
+        mem=args.mem,
+        logs=args.slurm_logs,
+        sbatch_args=list(args.sbatch_arg),
+        job_name=args.job_name,
+        dry_run=args.dry_run,
+        only_missing=getattr(args, "only_missing", False),
+    )
+    base = _task_command(args)
+    paths: dict[str, Path] = {}
+    if command in ("filter", "classify"):
+        output = args.output
+        jobs = slurm.sharded_jobs(base, list_parquet(args.input), output, opts)
+        paths["--input"] = Path(args.input)
+    elif command == "dedup":
+        output = args.output
+        jobs = slurm.dedup_jobs(
+            base,
+            list_parquet(args.input),
+            output,
+            _dedup_config(args),
+            opts,
+            partitions=args.partitions,
+            rows_per_partition=args.rows_per_partition,
+            batch_rows=args.batch_rows,
+            rows_per_file=args.rows_per_file,
+            write_dropped=args.write_dropped,
+            skip_bad=args.on_bad_input == "skip",
+        )
+        paths["--input"] = Path(args.input)
+    elif command == "run":
+        from data_pipeline.recipe import load_recipe
+
+        cfg = load_recipe(args.recipe, args.overrides)
+        output = Path(str(cfg.output))
+        jobs = slurm.recipe_jobs(base, args.recipe, args.overrides, opts)
+        paths["input"] = Path(str(cfg.input))
+    else:  # pack, train-tokenizer: one job
+        output = args.output
+        for item in args.input if isinstance(args.input, list) else [args.input]:
+            list_parquet(item)  # a missing input fails before submitting
+        jobs = slurm.single_jobs(base, opts)
+    slurm_dir = opts.logs or output.with_name(output.name + slurm.SLURM_DIR_SUFFIX)
+    paths.update({"--output": output, "--slurm-logs": slurm_dir, "the working directory": Path.cwd()})
+    for warning in slurm.shared_path_warnings(paths):
+        print(f"{PROG}: {warning}", file=sys.stderr)
+    prefix = opts.job_name or f"andes-{Path(args.recipe).stem if command == 'run' else command}"
+    submission = slurm.Submission(
+        command=f"{PROG} {shlex.join(argv)}",
+        jobs=jobs,
+        opts=opts,
+        slurm_dir=Path(slurm_dir).resolve(),
+        prefix=prefix,
+    )
+    slurm.submit(submission)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return 0 on success, 1 for data errors, 2 for bad usage."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
+        slurm = _check_executor_options(args)
     except SystemExit as e:  # argparse has printed usage or help already
         return e.code if isinstance(e.code, int) else 2
     try:
+        if slurm:
+            return _submit_slurm(args, argv)
         return args.func(args)
     except (OSError, ValueError, ExecutorError) as e:  # OSError: missing files, disk full
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -5,6 +5,11 @@ and the next stage reads it. Command-line overrides use OmegaConf's dotlist synt
 (`workers=4`, `stages.0.filter.steps.1.langid.min_score=0.5`). Finished stages are skipped on a
 re-run with the same configuration, and the filter stage resumes shard by shard.
 
+`--stage I` (or `I:SUB` for a dedup stage's sub-stage, e.g. `1:hash`) runs one stage only, and
+with `--rank R --world-size W` only its units[R::W]: what one task of a Slurm job array runs
+(`andes-data run RECIPE --executor slurm`, `executors/slurm.py`). Every stage's input and output
+follow from the recipe alone, so any stage can run once the one before it has finished.
+
     input: data_pipeline/sample       # Parquet documents (dir, file or glob)
     output: data/demo                 # stage outputs go under here
     workers: 2
@@ -71,6 +76,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 RECORDS = ".stages"
+TOKENIZER_FILE = "tokenizer.model"
 
 
 @dataclass
@@ -142,27 +148,98 @@ def parse_stages(cfg: DictConfig, source: str) -> list[Stage]:
     return stages
 
 
-def run_recipe(
-    path: str | Path, overrides: Sequence[str] = (), *, overwrite: bool = False, progress: bool = True
-) -> Path:
-    """Run every stage of a recipe in order; returns the last stage's output."""
-    cfg = load_recipe(path, overrides)
-    stages = parse_stages(cfg, str(path))
+@dataclass
+class PlannedStage:
+    """Where one stage reads and writes: fixed by the recipe, whether or not earlier stages ran."""
+
+    stage: Stage
+    input: Path  # the previous data stage's output, or the recipe's input
+    output: Path
+    tokenizer: Path | None  # the latest train_tokenizer stage's model (pack's default)
+
+
+@dataclass
+class StagePart:
+    """Which part of a stage to run: a dedup sub-stage (`sub`), units[rank::world_size]."""
+
+    sub: str | None = None
+    rank: int = 0
+    world_size: int = 1
+
+
+def plan_recipe(cfg: DictConfig, stages: Sequence[Stage]) -> list[PlannedStage]:
+    """Each stage's input, output and tokenizer, in order."""
     root = Path(cfg.output)
-    workers = int(cfg.get("workers", 1))
     current = Path(str(cfg.input))
-    list_parquet(current)  # a missing input fails before anything is written
     tokenizer: Path | None = None
+    planned = []
     for stage in stages:
         out = root / stage.dirname
-        print(f"== stage {stage.index}: {stage.kind} -> {out}")
-        runner = _RUNNERS[stage.kind]
-        result = runner(stage, current, out, workers, tokenizer, overwrite, progress)
+        planned.append(PlannedStage(stage, current, out, tokenizer))
         if stage.kind == "train_tokenizer":
-            tokenizer = result
+            tokenizer = out / TOKENIZER_FILE
         else:
-            current = result
-    return current
+            current = out
+    return planned
+
+
+def parse_stage_spec(spec: str, stages: Sequence[Stage]) -> tuple[int, str | None]:
+    """`I` or `I:SUB` (a dedup sub-stage such as `1:hash`) as (stage index, sub-stage)."""
+    index_text, sep, sub = str(spec).partition(":")
+    try:
+        index = int(index_text)
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(stages):
+        raise ValueError(f"--stage {spec!r}: expected I or I:SUB with I in 0..{len(stages) - 1}")
+    if sep and stages[index].kind != "dedup":
+        raise ValueError(
+            f"--stage {spec!r}: only dedup stages have sub-stages (stage {index} is {stages[index].kind})"
+        )
+    if sep and not sub:
+        raise ValueError(f"--stage {spec!r}: empty sub-stage (e.g. {index}:hash)")
+    return index, (sub or None)
+
+
+def run_recipe(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    stage: str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Path:
+    """Run every stage of a recipe in order (or only `stage`, units[rank::world_size] of it).
+
+    Returns the last data stage's output (the selected stage's output with `stage`).
+    """
+    cfg = load_recipe(path, overrides)
+    stages = parse_stages(cfg, str(path))
+    workers = int(cfg.get("workers", 1))
+    list_parquet(Path(str(cfg.input)))  # a missing input fails before anything is written
+    planned = plan_recipe(cfg, stages)
+    part = StagePart(None, rank, world_size)
+    if stage is None:
+        if world_size != 1 or rank != 0:
+            raise ValueError("--rank/--world-size split one stage over tasks: give --stage I (or I:SUB)")
+        selected = planned
+    else:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"--rank {rank} must be in [0, --world-size {world_size})")
+        index, part.sub = parse_stage_spec(stage, stages)
+        selected = [planned[index]]
+    for p in selected:
+        sub = f" ({part.sub})" if part.sub else ""
+        split = f" [task {rank} of {world_size}]" if world_size > 1 else ""
+        print(f"== stage {p.stage.index}: {p.stage.kind}{sub}{split} -> {p.output}")
+        runner = _RUNNERS[p.stage.kind]
+        runner(p.stage, p.input, p.output, workers, p.tokenizer, overwrite, progress, part=part)
+    if stage is not None:
+        return selected[0].output
+    data = [p.output for p in planned if p.stage.kind != "train_tokenizer"]
+    return data[-1] if data else Path(str(cfg.input))
 
 
 def _record(root: Path, stage: Stage, config: dict) -> tuple[Path, bool]:
@@ -171,7 +248,7 @@ def _record(root: Path, stage: Stage, config: dict) -> tuple[Path, bool]:
     return record, record.is_file() and json.loads(record.read_text()) == config
 
 
-def _shard_io(p: dict, workers: int, overwrite: bool, progress: bool) -> dict:
+def _shard_io(p: dict, workers: int, overwrite: bool, progress: bool, part: StagePart) -> dict:
     """The I/O options every shard-rewriting stage (filter, dedup) takes from its recipe entry."""
     return {
         "workers": workers,
@@ -181,29 +258,36 @@ def _shard_io(p: dict, workers: int, overwrite: bool, progress: bool) -> dict:
         "on_bad_input": p["on_bad_input"],
         "overwrite": overwrite,
         "progress": progress,
+        "rank": part.rank,
+        "world_size": part.world_size,
     }
 
 
-def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+def _one_task(stage: Stage, part: StagePart) -> None:
+    if part.world_size != 1:
+        raise ValueError(f"stage {stage.index} ({stage.kind}) runs as one task, not {part.world_size}")
+
+
+def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     p = stage.params
     summary = run_filter(
         current,
         out,
         parse_step_specs(p["steps"]),
-        **_shard_io(p, workers, overwrite, progress),
+        **_shard_io(p, workers, overwrite, progress, part),
     )
     print_summary(summary, out)
     return out
 
 
-def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+def dedup_config(params: dict) -> Any:
+    """A recipe dedup stage's `DedupConfig`."""
     from data_pipeline.dedup.minhash import MinHashConfig
-    from data_pipeline.dedup.run import print_dedup_summary, run_dedup
     from data_pipeline.dedup.tasks import DedupConfig
 
-    p = stage.params
+    p = params
     minhash = MinHashConfig(ngram_size=p["ngram_size"], bands=p["bands"], rows=p["rows"], seed=p["seed"])
-    cfg = DedupConfig(
+    return DedupConfig(
         method=p["method"],
         minhash=minhash,
         normalize=p["normalize"],
@@ -212,11 +296,30 @@ def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progre
         verify_threshold=p["verify_threshold"],
         annotate=p["annotate"],
     )
+
+
+def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
+    from data_pipeline.dedup.run import WORK_DIR, print_dedup_summary, run_dedup, stage_names
+
+    p = stage.params
+    cfg = dedup_config(p)
+    if part.sub is not None and part.sub.startswith("merge-"):
+        # A launcher that submits before this stage's input exists sizes the merge rounds for the
+        # largest possible input; rounds this input does not have are no-ops.
+        partitions = p["partitions"]
+        plan_file = out / WORK_DIR / "plan.json"
+        if partitions is None and plan_file.is_file():
+            partitions = json.loads(plan_file.read_text())["partitions"]
+        names = stage_names(list_parquet(current), cfg, partitions, p["rows_per_partition"])
+        if part.sub not in names:
+            print(f"dedup stage {part.sub}: not in this run ({' '.join(names)}); nothing to do")
+            return out
     summary = run_dedup(
         current,
         out,
         cfg,
-        **_shard_io(p, workers, overwrite, progress),
+        **_shard_io(p, workers, overwrite, progress, part),
+        stage=part.sub,
         partitions=p["partitions"],
         rows_per_partition=p["rows_per_partition"],
     )
@@ -224,10 +327,11 @@ def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progre
     return out
 
 
-def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
 
-    model = out / "tokenizer.model"
+    _one_task(stage, part)
+    model = out / TOKENIZER_FILE
     config = {"input": str(current), **stage.params}
     record, done = _record(out.parent, stage, config)
     if done and model.is_file() and not overwrite:
@@ -241,10 +345,11 @@ def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwri
     return model
 
 
-def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress) -> Path:
+def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     from data_pipeline.pack import pack
     from pretrain.tokenizer import Tokenizer
 
+    _one_task(stage, part)
     p = stage.params
     extra = [dict(src) for src in p["sources"] or []]
     for i, src in enumerate(extra):

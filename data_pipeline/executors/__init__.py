@@ -1,1 +1,1 @@
-"""Executors: run a per-shard task over many shards (local processes now, Slurm job arrays later)."""
+"""Executors: run a per-shard task over many shards (local processes, or Slurm job arrays: slurm.py)."""
