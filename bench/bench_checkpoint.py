@@ -379,9 +379,10 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         "row). Cold rows evict the files first with `posix_fadvise(DONTNEED)`; resident bytes before "
         f"cold loads (fincore): {cold_res if cold_res else 'not measured'}. This is a virtual disk: "
         "its host may still cache, so cold reads can beat the write rate.",
-        "- async save on CPU: DCP's default DefaultStager (no pinning, sync staging) deep-copies the "
-        "whole state into newly allocated host memory on the training thread, then writes from a "
-        'background thread; the copy is what `save()` blocks for ("blocking part alone" rows).',
+        "- async save: the Checkpointer keeps one DefaultStager (no pinning on CPU, sync staging) "
+        "across saves, so `save()` blocks for copying the state into host buffers allocated by the "
+        "first save and reused after it, then a background thread writes; the last two rows compare "
+        "that copy into fresh and into reused memory.",
     ]
 
 
