@@ -1,0 +1,44 @@
+"""Commands that only print something: `stats`, `steps` and `sample-path`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data_pipeline.io import list_parquet
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from data_pipeline.stats import describe_dir, format_description
+
+    summary = describe_dir(args.input, max_rows=args.max_rows)
+    print(json.dumps(summary, indent=1) if args.json else format_description(summary))
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    import data_pipeline.filters  # noqa: F401  (registers the steps)
+    from data_pipeline.filters.base import STEPS, describe_step
+
+    names = args.names or sorted(STEPS)
+    for name in names:
+        if name not in STEPS:
+            raise ValueError(f"unknown step '{name}' (known: {', '.join(sorted(STEPS))})")
+        cls = STEPS[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name}: {doc}")
+        for param, default, help_text in describe_step(cls):
+            print(f"    {param} = {default}\n        {help_text}")
+        columns = ", ".join(cls().columns())
+        print(f"    columns: {columns or '(none)'}\n")
+    return 0
+
+
+def cmd_sample_path(args: argparse.Namespace) -> int:
+    list_parquet(SAMPLE_DIR)  # fail loudly if the package was installed without its data
+    print(SAMPLE_DIR)
+    return 0

@@ -1,0 +1,237 @@
+"""`--executor slurm`: the Slurm option group and the glue handing a command to `executors.slurm`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_pipeline.commands.options import PROG, _positive_int
+from data_pipeline.commands.stages import dedup_config
+from data_pipeline.io import list_parquet
+
+SLURM_DESTS = (
+    "tasks",
+    "shards_per_task",
+    "array_parallelism",
+    "partition",
+    "account",
+    "time",
+    "cpus_per_task",
+    "mem",
+    "slurm_logs",
+    "sbatch_arg",
+    "job_name",
+    "only_missing",
+)
+
+
+def slurm_options(sub: argparse.ArgumentParser, *, arrays: bool = True, dry_run: bool = True) -> None:
+    """Options of `--executor slurm` (docs/cluster_data.md); each needs --executor slurm."""
+    group = sub.add_argument_group("Slurm (with --executor slurm)")
+    if arrays:
+        size = group.add_mutually_exclusive_group()
+        size.add_argument(
+            "--tasks",
+            type=_positive_int,
+            default=None,
+            help="array tasks per stage (at most one per shard; default: one per --shards-per-task shards)",
+        )
+        size.add_argument(
+            "--shards-per-task",
+            "--tasks-per-job",
+            dest="shards_per_task",
+            type=_positive_int,
+            default=None,
+            help="shards (dedup: units) each array task takes; the array gets ceil(shards / this) tasks "
+            "(default 1)",
+        )
+        group.add_argument(
+            "--array-parallelism",
+            type=_positive_int,
+            default=None,
+            help="run at most this many tasks of an array at once (sbatch --array=...%%P)",
+        )
+        group.add_argument(
+            "--only-missing",
+            action="store_true",
+            help="submit only the array tasks that still have unfinished shards (plain re-submission "
+            "also works: finished shards are skipped)",
+        )
+    group.add_argument("--partition", default=None, help="sbatch --partition")
+    group.add_argument("--account", default=None, help="sbatch --account")
+    group.add_argument("--time", default=None, help="sbatch --time per job, e.g. 04:00:00")
+    group.add_argument(
+        "--cpus-per-task",
+        type=_positive_int,
+        default=None,
+        help="CPUs per job, also each task's --workers (default: --workers, or the recipe's workers)",
+    )
+    group.add_argument("--mem", default=None, help="sbatch --mem per job, e.g. 16G")
+    group.add_argument(
+        "--slurm-logs",
+        type=Path,
+        default=None,
+        help="directory for the job scripts, the per-task logs and submissions.jsonl (default: OUT.slurm)",
+    )
+    group.add_argument(
+        "--sbatch-arg",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra sbatch option for every job, written --sbatch-arg=--qos=high (repeatable)",
+    )
+    group.add_argument("--job-name", default=None, help="job name prefix (default: andes-COMMAND)")
+    if dry_run:
+        group.add_argument(
+            "--dry-run", action="store_true", help="print the sbatch scripts instead of submitting them"
+        )
+
+
+def check_executor_options(args: argparse.Namespace) -> bool:
+    """True when this command is to be submitted to Slurm; Slurm options without it are refused."""
+    executor = getattr(args, "executor", "local")
+    if executor == "slurm":
+        # Commands that only print something run here.
+        return not (getattr(args, "list_stages", False) or getattr(args, "s_curve", False))
+    given = [d for d in SLURM_DESTS if getattr(args, d, None) not in (None, False, [])]
+    if args.command != "run" and getattr(args, "dry_run", False):
+        given.append("dry_run")
+    if given:
+        names = ", ".join("--" + d.replace("_", "-") for d in given)
+        args._parser.error(f"{names}: only with --executor slurm")
+    return False
+
+
+# Options a submitted task gets from the submitter (or that make no sense in a task).
+_NOT_FOR_TASKS = {
+    "help",
+    "executor",
+    "rank",
+    "world_size",
+    "workers",
+    "dry_run",
+    "overwrite",
+    "stage",
+    "list_stages",
+    "s_curve",
+    *SLURM_DESTS,
+}
+
+
+def _task_command(args: argparse.Namespace):
+    """The command's own options as a task command line (what every Slurm job re-runs)."""
+    from data_pipeline.executors.slurm import TaskCommand
+
+    task = TaskCommand(args.command)
+    for action in args._parser._actions:
+        if action.dest in _NOT_FOR_TASKS or action.dest == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:  # positional
+            task.positionals += [str(v) for v in (value if isinstance(value, list) else [value])]
+            continue
+        if value is None or value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if action.nargs == 0:  # store_true
+            task.options.append(flag)
+            continue
+        for v in value if isinstance(action, argparse._AppendAction) else [value]:
+            text = str(v)
+            task.options += [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+    return task
+
+
+def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`--executor slurm`: plan this command's jobs, check the setup, submit (or print) them."""
+    import shlex
+
+    from data_pipeline.executors import slurm
+
+    command = args.command
+    if getattr(args, "overwrite", False):
+        raise ValueError(
+            "--overwrite with --executor slurm: tasks would delete each other's output; remove the "
+            "output directory (or pick a new one) and submit again"
+        )
+    if command == "dedup" and args.stage is not None:
+        raise ValueError("--stage with --executor slurm: the submitter makes one job array per stage itself")
+    if command == "run" and args.stage is not None:
+        raise ValueError("--stage with --executor slurm: the submitter makes one job per stage itself")
+    if command == "run" and args.only_missing:
+        raise ValueError(
+            "--only-missing: not for recipes; submit the same command again (finished shards and "
+            "stages are skipped)"
+        )
+    cpus = args.cpus_per_task
+    if cpus is None:
+        cpus = getattr(args, "workers", 1)
+    if command == "run" and args.cpus_per_task is None:
+        from data_pipeline.recipe import load_recipe
+
+        cpus = int(load_recipe(args.recipe, args.overrides).get("workers", 1))
+    opts = slurm.SlurmOptions(
+        tasks=getattr(args, "tasks", None),
+        shards_per_task=getattr(args, "shards_per_task", None),
+        array_parallelism=getattr(args, "array_parallelism", None),
+        partition=args.partition,
+        account=args.account,
+        time=args.time,
+        cpus_per_task=cpus,
+        mem=args.mem,
+        logs=args.slurm_logs,
+        sbatch_args=list(args.sbatch_arg),
+        job_name=args.job_name,
+        dry_run=args.dry_run,
+        only_missing=getattr(args, "only_missing", False),
+    )
+    base = _task_command(args)
+    paths: dict[str, Path] = {}
+    if command in ("filter", "classify"):
+        output = args.output
+        jobs = slurm.sharded_jobs(base, list_parquet(args.input), output, opts)
+        paths["--input"] = Path(args.input)
+    elif command == "dedup":
+        output = args.output
+        jobs = slurm.dedup_jobs(
+            base,
+            list_parquet(args.input),
+            output,
+            dedup_config(args),
+            opts,
+            partitions=args.partitions,
+            rows_per_partition=args.rows_per_partition,
+            batch_rows=args.batch_rows,
+            rows_per_file=args.rows_per_file,
+            write_dropped=args.write_dropped,
+            skip_bad=args.on_bad_input == "skip",
+        )
+        paths["--input"] = Path(args.input)
+    elif command == "run":
+        from data_pipeline.recipe import load_recipe
+
+        cfg = load_recipe(args.recipe, args.overrides)
+        output = Path(str(cfg.output))
+        jobs = slurm.recipe_jobs(base, args.recipe, args.overrides, opts)
+        paths["input"] = Path(str(cfg.input))
+    else:  # pack, train-tokenizer: one job
+        output = args.output
+        for item in args.input if isinstance(args.input, list) else [args.input]:
+            list_parquet(item)  # a missing input fails before submitting
+        jobs = slurm.single_jobs(base, opts)
+    slurm_dir = opts.logs or output.with_name(output.name + slurm.SLURM_DIR_SUFFIX)
+    paths.update({"--output": output, "--slurm-logs": slurm_dir, "the working directory": Path.cwd()})
+    for warning in slurm.shared_path_warnings(paths):
+        print(f"{PROG}: {warning}", file=sys.stderr)
+    prefix = opts.job_name or f"andes-{Path(args.recipe).stem if command == 'run' else command}"
+    submission = slurm.Submission(
+        command=f"{PROG} {shlex.join(argv)}",
+        jobs=jobs,
+        opts=opts,
+        slurm_dir=Path(slurm_dir).resolve(),
+        prefix=prefix,
+    )
+    slurm.submit(submission)
+    return 0
