@@ -1,0 +1,319 @@
+"""Hugging Face `LlamaForCausalLM` format: weight and config conversion both ways, HF dirs read and written.
+
+Meta's RoPE rotates interleaved channel pairs (0,1), (2,3), ...; HF's `rotate_half` rotates
+(i, i + head_dim/2). The two are the same model once the rows of wq and wk are permuted within
+each head, which is what `_permute_for_hf` does (and `_permute_from_hf` undoes).
+
+Nothing here unpickles: weights are read from safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pretrain.configs import ModelArgs, RopeScaling, get_model_config, model_names
+from pretrain.weight_shapes import describe_shape, expected_shapes, short_list
+
+_BLOCK_NAMES = {
+    "attention.wq.weight": "self_attn.q_proj.weight",
+    "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight",
+    "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+    "feed_forward.w3.weight": "mlp.up_proj.weight",
+    "feed_forward.w2.weight": "mlp.down_proj.weight",
+    "attention_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+}
+
+
+def _permute_for_hf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    out_dim, in_dim = w.shape
+    return w.view(n_heads, out_dim // n_heads // 2, 2, in_dim).transpose(1, 2).reshape(out_dim, in_dim)
+
+
+def to_hf_state_dict(state_dict: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """Full (unsharded) andes state dict -> HF LlamaForCausalLM state dict."""
+    out = {
+        "model.embed_tokens.weight": state_dict["tok_embeddings.weight"],
+        "model.norm.weight": state_dict["norm.weight"],
+        "lm_head.weight": state_dict["output.weight"],
+    }
+    for i in range(args.n_layers):
+        for ours, theirs in _BLOCK_NAMES.items():
+            w = state_dict[f"layers.{i}.{ours}"]
+            if ours == "attention.wq.weight":
+                w = _permute_for_hf(w, args.n_heads)
+            elif ours == "attention.wk.weight":
+                w = _permute_for_hf(w, args.kv_heads)
+            out[f"model.layers.{i}.{theirs}"] = w
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def _permute_from_hf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Inverse of `_permute_for_hf`: HF rotate-half row order back to Meta's interleaved pairs."""
+    out_dim, in_dim = w.shape
+    return w.view(n_heads, 2, out_dim // n_heads // 2, in_dim).transpose(1, 2).reshape(out_dim, in_dim)
+
+
+def _hf_names(args: ModelArgs) -> dict[str, str]:
+    """Our FQN -> HF name, for every weight of the model."""
+    names = {
+        "tok_embeddings.weight": "model.embed_tokens.weight",
+        "norm.weight": "model.norm.weight",
+        "output.weight": "lm_head.weight",
+    }
+    for i in range(args.n_layers):
+        for ours, theirs in _BLOCK_NAMES.items():
+            names[f"layers.{i}.{ours}"] = f"model.layers.{i}.{theirs}"
+    return names
+
+
+def from_hf_state_dict(hf_state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """HF LlamaForCausalLM state dict -> andes state dict (inverse of `to_hf_state_dict`).
+
+    Tied embeddings (no `lm_head.weight`) are untied into a copy; RoPE `inv_freq` buffers are ignored.
+    Missing, unexpected or wrongly shaped tensors are a ValueError naming them all.
+    """
+    hf_state = {k: v for k, v in hf_state.items() if not k.endswith("rotary_emb.inv_freq")}
+    if "lm_head.weight" not in hf_state and "model.embed_tokens.weight" in hf_state:
+        hf_state["lm_head.weight"] = hf_state["model.embed_tokens.weight"].clone()
+    names = _hf_names(args)
+    shapes = expected_shapes(args)
+    missing = sorted(theirs for theirs in names.values() if theirs not in hf_state)
+    unexpected = sorted(set(hf_state) - set(names.values()))
+    wrong = [
+        f"{theirs}: {tuple(hf_state[theirs].shape)}, expected {shapes[ours]}"
+        for ours, theirs in names.items()
+        if theirs in hf_state and tuple(hf_state[theirs].shape) != shapes[ours]
+    ]
+    if missing or unexpected or wrong:
+        problems = []
+        if missing:
+            problems.append(f"missing {short_list(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {short_list(unexpected)}")
+        if wrong:
+            problems.append(f"wrong shapes {short_list(wrong)}")
+        raise ValueError(f"HF weights do not fit the model {describe_shape(args)}: " + "; ".join(problems))
+    out = {}
+    for ours, theirs in names.items():
+        w = hf_state[theirs]
+        if ours.endswith("attention.wq.weight"):
+            w = _permute_from_hf(w, args.n_heads)
+        elif ours.endswith("attention.wk.weight"):
+            w = _permute_from_hf(w, args.kv_heads)
+        out[ours] = w.contiguous()
+    return out
+
+
+def hf_config(args: ModelArgs, *, bos_token_id: int | None = None, eos_token_id: int | None = None) -> dict:
+    """`config.json` contents for transformers' LlamaConfig (token ids from the tokenizer, if known)."""
+    rope: dict = {"rope_type": "default", "rope_theta": args.rope_theta}
+    if args.rope_scaling is not None:
+        s = args.rope_scaling
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": args.rope_theta,
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_seq_len,
+        }
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": args.vocab_size,
+        "hidden_size": args.dim,
+        "intermediate_size": args.ffn_hidden_dim,
+        "num_hidden_layers": args.n_layers,
+        "num_attention_heads": args.n_heads,
+        "num_key_value_heads": args.kv_heads,
+        "head_dim": args.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": args.max_seq_len,
+        "rms_norm_eps": args.norm_eps,
+        "rope_theta": args.rope_theta,
+        "rope_scaling": rope if args.rope_scaling is not None else None,
+        "rope_parameters": rope,
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "torch_dtype": "float32",
+    }
+
+
+def _ffn_params(dim: int, hidden: int) -> tuple[int, float | None]:
+    """(multiple_of, ffn_dim_multiplier) for which `ModelArgs.ffn_hidden_dim` is exactly `hidden`.
+
+    Published Llama pairs are tried first (those of the same hidden size before others), then plain
+    rounding multiples, then an explicit multiplier with multiple_of=1.
+    """
+
+    def width(multiple_of: int, mult: float | None) -> int:
+        return ModelArgs(
+            dim=dim, n_heads=1, n_kv_heads=None, multiple_of=multiple_of, ffn_dim_multiplier=mult
+        ).ffn_hidden_dim
+
+    named = [get_model_config(n) for n in model_names()]
+    named.sort(key=lambda a: a.dim != dim)
+    candidates: list[tuple[int, float | None]] = [(a.multiple_of, a.ffn_dim_multiplier) for a in named]
+    candidates += [(2**k, None) for k in range(12, -1, -1)]
+    candidates.append((hidden, None))
+    for multiple_of, mult in candidates:
+        if width(multiple_of, mult) == hidden:
+            return multiple_of, mult
+    base = int(2 * 4 * dim / 3)
+    mult = hidden / base
+    for _ in range(64):  # nudge past float rounding until int(mult * base) == hidden
+        if width(1, mult) == hidden:
+            return 1, mult
+        mult = math.nextafter(mult, math.inf) if int(mult * base) < hidden else math.nextafter(mult, 0)
+    raise ValueError(f"no multiple_of/ffn_dim_multiplier gives intermediate_size={hidden} for dim={dim}")
+
+
+def args_from_hf_config(cfg: dict[str, Any]) -> ModelArgs:
+    """ModelArgs reproducing an HF Llama `config.json` (transformers 4.x or 5.x layout)."""
+    if cfg.get("model_type", "llama") != "llama":
+        raise ValueError(f"model_type={cfg.get('model_type')!r}: only Llama checkpoints can be imported")
+    for key in ("attention_bias", "mlp_bias"):
+        if cfg.get(key):
+            raise ValueError(f"{key}=true is not supported (andes' Llama has no biases)")
+    if cfg.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"hidden_act={cfg['hidden_act']!r}: only silu (SwiGLU) is supported")
+    dim, n_heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
+    head_dim = cfg.get("head_dim")
+    if head_dim is not None and int(head_dim) * n_heads != dim:
+        raise ValueError(f"head_dim={head_dim} != hidden_size / num_attention_heads = {dim // n_heads}")
+    rope = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or rope
+    rope_theta = cfg.get("rope_theta", rope.get("rope_theta", 10000.0))
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if rope_type == "llama3":
+        rope_scaling = RopeScaling(
+            factor=float(scaling["factor"]),
+            low_freq_factor=float(scaling["low_freq_factor"]),
+            high_freq_factor=float(scaling["high_freq_factor"]),
+            original_max_seq_len=int(scaling["original_max_position_embeddings"]),
+        )
+    elif rope_type in (None, "default"):
+        rope_scaling = None
+    else:
+        raise ValueError(f"rope_type={rope_type!r}: only default and llama3 RoPE are supported")
+    multiple_of, mult = _ffn_params(dim, int(cfg["intermediate_size"]))
+    return ModelArgs(
+        dim=dim,
+        n_layers=int(cfg["num_hidden_layers"]),
+        n_heads=n_heads,
+        n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
+        vocab_size=int(cfg["vocab_size"]),
+        multiple_of=multiple_of,
+        ffn_dim_multiplier=mult,
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(rope_theta),
+        rope_scaling=rope_scaling,
+        max_seq_len=int(cfg.get("max_position_embeddings", 2048)),
+    )
+
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+
+
+def save_hf(
+    state_dict: dict[str, torch.Tensor],
+    args: ModelArgs,
+    out_dir: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    generation_config: bool = False,
+) -> Path:
+    """Write `config.json` + `model.safetensors` that `LlamaForCausalLM.from_pretrained` loads.
+
+    `dtype` casts the weights (None keeps them); with `generation_config` the token ids also go to
+    `generation_config.json`. Each file is renamed into place; `pretrain.export.export_hf` makes the
+    whole dir atomic.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        k: v.detach().to(device="cpu", dtype=dtype or v.dtype).contiguous()
+        for k, v in to_hf_state_dict(state_dict, args).items()
+    }
+    tmp = out / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(out / "model.safetensors")
+    config = hf_config(args, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
+    stored = {v.dtype for v in tensors.values()}
+    if len(stored) == 1 and (name := _DTYPE_NAMES.get(stored.pop())):
+        config["torch_dtype"] = name
+    files = {"config.json": config}
+    if generation_config:
+        files["generation_config.json"] = {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id}
+    for name, content in files.items():
+        (out / f"{name}.tmp").write_text(json.dumps(content, indent=2) + "\n")
+        (out / f"{name}.tmp").replace(out / name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# HF directories (safetensors only)
+
+
+def is_hf_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / "config.json").is_file() and (
+        (p / "model.safetensors").is_file() or (p / "model.safetensors.index.json").is_file()
+    )
+
+
+def read_hf_weights(hf_dir: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of an HF checkpoint: `model.safetensors` or the shards its index names. Never pickle."""
+    from safetensors.torch import load_file
+
+    hf_dir = Path(hf_dir)
+    index = hf_dir / "model.safetensors.index.json"
+    if (hf_dir / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    elif index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        bad = [f for f in files if Path(f).name != f]
+        if bad:
+            raise ValueError(f"{index}: shard names must be plain file names, got {bad}")
+    else:
+        pickled = sorted(f.name for f in hf_dir.glob("*") if f.suffix in (".bin", ".pt", ".pth"))
+        note = (
+            f"; {pickled} are pickle files, which are never loaded: convert them to safetensors"
+            if pickled
+            else ""
+        )
+        raise FileNotFoundError(f"{hf_dir}: no model.safetensors or model.safetensors.index.json{note}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(hf_dir / f)))
+    return state
+
+
+def read_hf_config(hf_dir: str | Path) -> dict[str, Any]:
+    file = Path(hf_dir) / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no HF config.json")
+    return json.loads(file.read_text())
+
+
+def load_hf(hf_dir: str | Path, args: ModelArgs | None = None) -> tuple[dict[str, torch.Tensor], ModelArgs]:
+    """(andes state dict, ModelArgs) of an HF Llama directory; args default to those of its config.json."""
+    if args is None:
+        args = args_from_hf_config(read_hf_config(hf_dir))
+    return from_hf_state_dict(read_hf_weights(hf_dir), args), args
