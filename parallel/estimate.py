@@ -24,8 +24,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from parallel.activation_checkpoint import MODES
 from parallel.dims import ParallelDims
-from parallel.pipeline import check_microbatches, schedule_name, split_layers, stage_ids, stages_per_rank
+from parallel.pipeline import check_microbatches, schedule_name, stage_ids
 from parallel.tensor_parallel import check_tp
+from pretrain.build import pipeline_split
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.job_config import TrainConfig, compose_config
 
@@ -332,16 +333,9 @@ def estimate(
             f"micro_batch_size*dp = {t.micro_batch_size}*{dims.dp_size}"
         )
     schedule = schedule_name(p.pp_schedule)
-    per_rank = stages_per_rank(schedule, p.pp_stages_per_rank) if p.pp > 1 else 1
     if p.pp > 1:
         check_microbatches(schedule, p.pp, n_micro)
-    split = split_layers(
-        args.n_layers,
-        p.pp * per_rank,
-        layers_per_stage=p.pp_layers_per_stage,
-        first_extra=p.pp_first_stage_extra,
-        last_extra=p.pp_last_stage_extra,
-    )
+    per_rank, split = pipeline_split(args, cfg)  # the trainer's own split
     counts = [len(s) for s in split]
     pipe = (schedule, per_rank, counts, n_micro)
     peak_tflops = peak_tflops or cfg.metrics.peak_tflops or 989.0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -63,12 +64,17 @@ def complete_steps(root: Path) -> list[int]:
 def latest_step(root: Path) -> int | None:
     """The step `latest` names if that checkpoint is complete, else the newest complete one."""
     pointer = root / "latest"
+    steps = complete_steps(root)
     if pointer.is_file():
-        step = _step_of(root / pointer.read_text().strip())
+        try:
+            name = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        step = _step_of(root / name)
         if step is not None and (step_dir(root, step) / METADATA).is_file():
             return step
-        print(f"checkpoint: {pointer} names an incomplete checkpoint; using the newest complete", flush=True)
-    steps = complete_steps(root)
+        fallback = f"; using step-{steps[-1]}, the newest complete one" if steps else ""
+        warnings.warn(f"{pointer} names {name!r}, which is not a complete checkpoint{fallback}", stacklevel=2)
     return steps[-1] if steps else None
 
 

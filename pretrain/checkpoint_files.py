@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pretrain.checkpoint import METADATA, complete_steps, latest_step, step_dir
 from pretrain.configs import ModelArgs, RopeScaling, get_model_config
 from pretrain.weight_shapes import describe_shape, expected_shapes, short_list
 
@@ -43,16 +44,7 @@ def model_args_from_dict(d: dict[str, Any]) -> ModelArgs:
 
 
 def _is_complete(step_dir: Path) -> bool:
-    return (step_dir / ".metadata").is_file()
-
-
-def _complete_steps(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    steps = []
-    for d in ckpt_dir.iterdir():
-        m = _STEP_DIR.fullmatch(d.name)
-        if m and d.is_dir() and _is_complete(d):
-            steps.append((int(m[1]), d))
-    return sorted(steps)
+    return (step_dir / METADATA).is_file()
 
 
 def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
@@ -81,28 +73,17 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
             f"{p}: no checkpoint here (no .metadata, no checkpoints/ directory, no step-N directories)"
         )
     if step is not None:
-        target = ckpt_dir / f"step-{step}"
+        target = step_dir(ckpt_dir, step)
         if not target.is_dir():
-            have = [s for s, _ in _complete_steps(ckpt_dir)]
+            have = complete_steps(ckpt_dir)
             raise FileNotFoundError(f"{target}: no such checkpoint (complete steps in {ckpt_dir}: {have})")
         if not _is_complete(target):
             raise ValueError(f"{target}: incomplete checkpoint (no .metadata: the save did not finish)")
         return target
-    if latest.exists():
-        try:
-            name = latest.resolve().name if latest.is_dir() else latest.read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            name = ""
-        target = ckpt_dir / name
-        if _STEP_DIR.fullmatch(name) and _is_complete(target):
-            return target
-        complete = _complete_steps(ckpt_dir)
-        fallback = f"; using {complete[-1][1].name}, the newest complete one" if complete else ""
-        warnings.warn(f"{latest} names {name!r}, which is not a complete checkpoint{fallback}", stacklevel=2)
-    complete = _complete_steps(ckpt_dir)
-    if not complete:
+    found = latest_step(ckpt_dir)  # the trainer's own rule: `latest`, else the newest complete
+    if found is None:
         raise ValueError(f"{ckpt_dir}: no complete checkpoint (a step-N directory with .metadata)")
-    return complete[-1][1]
+    return step_dir(ckpt_dir, found)
 
 
 def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.Tensor]:
