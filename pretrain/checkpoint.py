@@ -37,9 +37,10 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from pretrain import safe_dcp
 from pretrain.job_config import CheckpointConfig
 
-METADATA = ".metadata"
+METADATA = safe_dcp.METADATA
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -112,11 +113,13 @@ class Checkpointer:
         *,
         rank: int,
         world_size: int,
+        config_yaml: str | None = None,
     ):
         self.cfg = cfg
         self.root = Path(run_dir) / "checkpoints"
         self.parts, self.optimizers, self.schedulers, self.loader = parts, optimizers, schedulers, loader
         self.rank, self.world_size = rank, world_size
+        self.config_yaml = config_yaml  # saved in each step dir: a resume names what changed since
         self._pending: tuple[int, object] | None = None
         self._last_save_time = time.monotonic()
         self._group = None
@@ -173,6 +176,8 @@ class Checkpointer:
             if path.exists():  # a partial directory left by a killed run
                 shutil.rmtree(path)
             path.mkdir(parents=True)
+            if self.config_yaml is not None:  # before .metadata: a complete checkpoint has it
+                (path / "config.yaml").write_text(self.config_yaml)
         if dist.is_initialized():
             dist.barrier()
         state = self.state_dict(step)
@@ -241,11 +246,7 @@ class Checkpointer:
         if self.cfg.enabled or self.cfg.load_step is not None:
             if self.cfg.load_step is not None:
                 step = self.cfg.load_step
-                if not (step_dir(self.root, step) / METADATA).is_file():
-                    raise FileNotFoundError(
-                        f"checkpoint.load_step={step}: {step_dir(self.root, step)} is not a complete "
-                        f"checkpoint (complete: {complete_steps(self.root) or 'none'})"
-                    )
+                self._require_complete(step)
             else:
                 step = latest_step(self.root)
         if dist.is_initialized():
@@ -254,23 +255,36 @@ class Checkpointer:
             step = box[0]
         return step
 
+    def _require_complete(self, step: int) -> None:
+        if not (step_dir(self.root, step) / METADATA).is_file():
+            what = "checkpoint.load_step" if self.cfg.load_step == step else "checkpoint step"
+            raise FileNotFoundError(
+                f"{what}={step}: {step_dir(self.root, step)} is not a complete "
+                f"checkpoint (complete: {complete_steps(self.root) or 'none'})"
+            )
+
     def load(self, step: int) -> None:
         """Restore model, optimizer, schedule, loader position (and RNG in the same world size)."""
+        self._require_complete(step)
         path = step_dir(self.root, step)
-        keys = set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
         state = self.state_dict(step)
         rng_key = f"rng_rank{self.rank}"
-        if not any(k.startswith(rng_key + ".") or k == rng_key for k in keys):
-            del state[rng_key]
         try:
-            dcp.load(state, checkpoint_id=str(path), no_dist=not dist.is_initialized())
+            metadata = safe_dcp.read_metadata(path)  # never plain pickle: see pretrain/safe_dcp.py
+            if not any(k.startswith(rng_key + ".") or k == rng_key for k in metadata.state_dict_metadata):
+                del state[rng_key]
+            safe_dcp.load(state, path, no_dist=not dist.is_initialized(), metadata=metadata)
         except (Exception, CheckpointException) as e:  # the latter is a BaseException
             others = [s for s in complete_steps(self.root) if s != step]
-            cause = next(iter(getattr(e, "failures", {}).values()), e)  # DCP wraps per-rank errors
-            raise RuntimeError(
-                f"checkpoint {path} could not be loaded ({type(cause).__name__}: {cause}); remove it to "
-                "resume from an earlier one, or set checkpoint.load_step "
+            hint = (
+                "remove it to resume from an earlier one, or set checkpoint.load_step "
                 f"(other complete steps: {others or 'none'})"
+            )
+            if isinstance(e, safe_dcp.CheckpointReadError):
+                raise safe_dcp.CheckpointReadError(f"{e}; {hint}") from e
+            cause = safe_dcp.first_failure(e)  # DCP wraps per-rank errors
+            raise RuntimeError(
+                f"checkpoint {path} could not be loaded ({type(cause).__name__}: {cause}); {hint}"
             ) from e
         for part in self.parts:
             set_model_state_dict(part, state["model"], options=StateDictOptions(strict=False))
@@ -292,7 +306,10 @@ class Checkpointer:
         if not (Path(path) / METADATA).is_file():
             raise FileNotFoundError(f"checkpoint.initial_load_path={path} is not a complete DCP checkpoint")
         state = {"model": self._model_state()}
-        dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())
+        try:
+            safe_dcp.load(state, path, no_dist=not dist.is_initialized())
+        except safe_dcp.CheckpointReadError as e:
+            raise safe_dcp.CheckpointReadError(f"checkpoint.initial_load_path={path}: {e}") from e
         for part in self.parts:
             set_model_state_dict(part, state["model"], options=StateDictOptions(strict=False))
         if self.rank == 0:

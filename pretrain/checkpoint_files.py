@@ -1,7 +1,8 @@
 """Training checkpoints (DCP) read offline, in one process: which step dir, model shape, tokenizer.
 
 A model-only checkpoint (`pretrain.export --from-hf` output) is a step dir with `model_args.json`.
-Nothing here unpickles: weights are read from DCP only.
+DCP is read through `pretrain.safe_dcp`: `.metadata` with an allowlisting unpickler, tensors and
+byte entries with `torch.load(weights_only=True)`, so a crafted checkpoint runs no code here.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.checkpoint.api import CheckpointException
 
+from pretrain import safe_dcp
 from pretrain.checkpoint import METADATA, complete_steps, latest_step, step_dir
 from pretrain.configs import ModelArgs, RopeScaling, get_model_config
 from pretrain.weight_shapes import describe_shape, expected_shapes, short_list
@@ -92,18 +94,13 @@ def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.T
     Every tensor of `Transformer(args)` must be in the checkpoint with the same shape, and the checkpoint
     must hold no other model tensors (a ValueError otherwise, naming the step dir).
     """
-    import torch.distributed.checkpoint as dcp
-
     step_dir = Path(step_dir)
     if not step_dir.is_dir():
         raise FileNotFoundError(f"{step_dir}: no such checkpoint directory")
     if not _is_complete(step_dir):
         raise ValueError(f"{step_dir}: incomplete checkpoint (no .metadata: the save did not finish)")
-    try:
-        metadata = dcp.FileSystemReader(str(step_dir)).read_metadata()
-        stored = metadata.state_dict_metadata
-    except Exception as e:
-        raise ValueError(f"{step_dir}: unreadable DCP metadata ({type(e).__name__}: {e})") from e
+    metadata = safe_dcp.read_metadata(step_dir)  # a CheckpointReadError (ValueError) naming the file
+    stored = metadata.state_dict_metadata
     shapes = expected_shapes(args)
     state, missing, wrong = {}, [], []
     for fqn, shape in shapes.items():
@@ -125,11 +122,14 @@ def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.T
             f"{step_dir}: checkpoint does not match the model {describe_shape(args)}: " + "; ".join(problems)
         )
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load({"model": state}, checkpoint_id=str(step_dir), no_dist=True)
-    except Exception as e:
-        raise ValueError(f"{step_dir}: could not read the model weights ({type(e).__name__}: {e})") from e
+        safe_dcp.load({"model": state}, step_dir, no_dist=True, metadata=metadata)
+    except safe_dcp.CheckpointReadError:
+        raise
+    except (Exception, CheckpointException) as e:  # the latter is a BaseException
+        cause = safe_dcp.first_failure(e)
+        raise ValueError(
+            f"{step_dir}: could not read the model weights ({type(cause).__name__}: {cause})"
+        ) from e
     return state
 
 
@@ -213,7 +213,7 @@ def run_token_info(step_dir: str | Path) -> TokenInfo:
             except (ValueError, KeyError, TypeError):
                 continue
     if info.tokenizer_file is not None:
-        from pretrain.tokenizer import Tokenizer
+        from data_pipeline.tokenizer import Tokenizer
 
         tok = Tokenizer.from_file(info.tokenizer_file)
         info.bos_id, info.eos_id = tok.bos_id, tok.eos_id

@@ -42,7 +42,7 @@ from pretrain.hf import (
     hf_config,
     is_hf_dir,
     load_hf,
-    read_hf_config,
+    read_hf_args,
     save_hf,
     to_hf_state_dict,
 )
@@ -184,7 +184,7 @@ def import_hf(
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise FileNotFoundError(f"{hf_dir}: no such HF model directory")
-    hf_args = args_from_hf_config(read_hf_config(hf_dir))
+    hf_args = read_hf_args(hf_dir)
     if model is not None:
         args = get_model_config(model, **(overrides or {}))
         _check_named(args, hf_args, model)

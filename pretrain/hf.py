@@ -179,47 +179,91 @@ def _ffn_params(dim: int, hidden: int) -> tuple[int, float | None]:
     raise ValueError(f"no multiple_of/ffn_dim_multiplier gives intermediate_size={hidden} for dim={dim}")
 
 
-def args_from_hf_config(cfg: dict[str, Any]) -> ModelArgs:
-    """ModelArgs reproducing an HF Llama `config.json` (transformers 4.x or 5.x layout)."""
+_REQUIRED = object()
+
+
+def _hf_number(cfg: dict[str, Any], key: str, kind: type, where: str, default: Any = _REQUIRED) -> Any:
+    """`cfg[key]` as a positive int or a float; missing (without default) or mistyped: a ValueError."""
+    value = cfg.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise ValueError(f"{where}: missing key {key!r}")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: {key}={value!r} is not a number")
+    if kind is int and (not (isinstance(value, int) or value.is_integer()) or value <= 0):
+        raise ValueError(f"{where}: {key}={value!r} is not a positive integer")
+    return kind(value)
+
+
+def _hf_object(cfg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = cfg.get(key) or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {key}={value!r} is not an object")
+    return value
+
+
+def _hf_rope_scaling(cfg: dict[str, Any], where: str) -> RopeScaling | None:
+    """The llama3 RoPE scaling of `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x)."""
+    scaling = _hf_object(cfg, "rope_scaling", where) or _hf_object(cfg, "rope_parameters", where)
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if rope_type in (None, "default"):
+        return None
+    if rope_type != "llama3":
+        raise ValueError(f"{where}: rope_type={rope_type!r}: only default and llama3 RoPE are supported")
+    w = f"{where}: rope_scaling"
+    return RopeScaling(
+        factor=_hf_number(scaling, "factor", float, w),
+        low_freq_factor=_hf_number(scaling, "low_freq_factor", float, w),
+        high_freq_factor=_hf_number(scaling, "high_freq_factor", float, w),
+        original_max_seq_len=_hf_number(scaling, "original_max_position_embeddings", int, w),
+    )
+
+
+def args_from_hf_config(cfg: dict[str, Any], *, source: str = "config.json") -> ModelArgs:
+    """ModelArgs reproducing an HF Llama `config.json` (transformers 4.x or 5.x layout).
+
+    Every problem is a ValueError starting with `source` and naming the key.
+    """
+    where = source
     if cfg.get("model_type", "llama") != "llama":
-        raise ValueError(f"model_type={cfg.get('model_type')!r}: only Llama checkpoints can be imported")
+        raise ValueError(
+            f"{where}: model_type={cfg.get('model_type')!r}: only Llama checkpoints can be imported"
+        )
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key):
-            raise ValueError(f"{key}=true is not supported (andes' Llama has no biases)")
+            raise ValueError(f"{where}: {key}=true is not supported (andes' Llama has no biases)")
     if cfg.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"hidden_act={cfg['hidden_act']!r}: only silu (SwiGLU) is supported")
-    dim, n_heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-    head_dim = cfg.get("head_dim")
-    if head_dim is not None and int(head_dim) * n_heads != dim:
-        raise ValueError(f"head_dim={head_dim} != hidden_size / num_attention_heads = {dim // n_heads}")
-    rope = cfg.get("rope_parameters") or {}
-    scaling = cfg.get("rope_scaling") or rope
-    rope_theta = cfg.get("rope_theta", rope.get("rope_theta", 10000.0))
-    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
-    if rope_type == "llama3":
-        rope_scaling = RopeScaling(
-            factor=float(scaling["factor"]),
-            low_freq_factor=float(scaling["low_freq_factor"]),
-            high_freq_factor=float(scaling["high_freq_factor"]),
-            original_max_seq_len=int(scaling["original_max_position_embeddings"]),
+        raise ValueError(f"{where}: hidden_act={cfg['hidden_act']!r}: only silu (SwiGLU) is supported")
+    dim, n_heads = (
+        _hf_number(cfg, "hidden_size", int, where),
+        _hf_number(cfg, "num_attention_heads", int, where),
+    )
+    head_dim = _hf_number(cfg, "head_dim", int, where, default=None)
+    if head_dim is not None and head_dim * n_heads != dim:
+        raise ValueError(
+            f"{where}: head_dim={head_dim} != hidden_size / num_attention_heads = {dim // n_heads}"
         )
-    elif rope_type in (None, "default"):
-        rope_scaling = None
-    else:
-        raise ValueError(f"rope_type={rope_type!r}: only default and llama3 RoPE are supported")
-    multiple_of, mult = _ffn_params(dim, int(cfg["intermediate_size"]))
+    rope = _hf_object(cfg, "rope_parameters", where)
+    rope_theta = _hf_number(rope, "rope_theta", float, f"{where}: rope_parameters", default=10000.0)
+    rope_theta = _hf_number(cfg, "rope_theta", float, where, default=rope_theta)
+    hidden = _hf_number(cfg, "intermediate_size", int, where)
+    try:
+        multiple_of, mult = _ffn_params(dim, hidden)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     return ModelArgs(
         dim=dim,
-        n_layers=int(cfg["num_hidden_layers"]),
+        n_layers=_hf_number(cfg, "num_hidden_layers", int, where),
         n_heads=n_heads,
-        n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
-        vocab_size=int(cfg["vocab_size"]),
+        n_kv_heads=_hf_number(cfg, "num_key_value_heads", int, where, default=n_heads),
+        vocab_size=_hf_number(cfg, "vocab_size", int, where),
         multiple_of=multiple_of,
         ffn_dim_multiplier=mult,
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(rope_theta),
-        rope_scaling=rope_scaling,
-        max_seq_len=int(cfg.get("max_position_embeddings", 2048)),
+        norm_eps=_hf_number(cfg, "rms_norm_eps", float, where, default=1e-6),
+        rope_theta=rope_theta,
+        rope_scaling=_hf_rope_scaling(cfg, where),
+        max_seq_len=_hf_number(cfg, "max_position_embeddings", int, where, default=2048),
     )
 
 
@@ -287,7 +331,10 @@ def read_hf_weights(hf_dir: str | Path) -> dict[str, torch.Tensor]:
     if (hf_dir / "model.safetensors").is_file():
         files = ["model.safetensors"]
     elif index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = _read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index}: missing key 'weight_map' (an object of tensor name -> shard file)")
+        files = sorted({str(f) for f in weight_map.values()})
         bad = [f for f in files if Path(f).name != f]
         if bad:
             raise ValueError(f"{index}: shard names must be plain file names, got {bad}")
@@ -301,19 +348,38 @@ def read_hf_weights(hf_dir: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{hf_dir}: no model.safetensors or model.safetensors.index.json{note}")
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(str(hf_dir / f)))
+        try:
+            state.update(load_file(str(hf_dir / f)))
+        except Exception as e:  # safetensors raises its own SafetensorError; OSError for a missing shard
+            raise ValueError(f"{hf_dir / f}: unreadable safetensors file ({e})") from None
     return state
+
+
+def _read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON file holding an object; unreadable, invalid or not an object: a ValueError naming it."""
+    try:
+        value = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_hf_config(hf_dir: str | Path) -> dict[str, Any]:
     file = Path(hf_dir) / "config.json"
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no HF config.json")
-    return json.loads(file.read_text())
+    return _read_json_object(file)
+
+
+def read_hf_args(hf_dir: str | Path) -> ModelArgs:
+    """ModelArgs of an HF directory's config.json; every problem names the file and the key."""
+    return args_from_hf_config(read_hf_config(hf_dir), source=str(Path(hf_dir) / "config.json"))
 
 
 def load_hf(hf_dir: str | Path, args: ModelArgs | None = None) -> tuple[dict[str, torch.Tensor], ModelArgs]:
     """(andes state dict, ModelArgs) of an HF Llama directory; args default to those of its config.json."""
     if args is None:
-        args = args_from_hf_config(read_hf_config(hf_dir))
+        args = read_hf_args(hf_dir)
     return from_hf_state_dict(read_hf_weights(hf_dir), args), args
