@@ -1,4 +1,4 @@
-"""CPU step time of every parallel layout of the debug model, and memory per rank vs parallel.estimate.
+"""CPU step time of every parallel layout of the debug model, and memory per rank vs pretrain.estimate.
 
     python bench/bench_layouts.py [--layouts 1proc,dp2,tp2,...] [--vocab-size 2048] [--seq 256] [--steps 5]
 
@@ -14,7 +14,7 @@ scheduling overhead per layout, not scaling. `CPU s/step` sums the CPU time of a
 After the timed steps each rank sums the bytes of its local parameter shards (`to_local()` of
 DTensors), gradient shards (taken before the last zero_grad) and AdamW moments (`exp_avg`,
 `exp_avg_sq`; the scalar `step` is left out), which are compared per pipeline rank with
-`parallel.estimate.estimate(cfg, dtype="fp32")` for the same config. Activation terms of the
+`pretrain.estimate.estimate(cfg, dtype="fp32")` for the same config. Activation terms of the
 estimator model GPU kernels and are not compared; peak RSS is shown for information.
 Prints the tables and appends them to bench/RESULTS.md.
 """
@@ -37,8 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parallel.estimate import estimate  # noqa: E402
 from pretrain.configs import get_model_config  # noqa: E402
+from pretrain.estimate import estimate  # noqa: E402
 from pretrain.job_config import TrainConfig  # noqa: E402
 
 MIB = 2**20
@@ -179,7 +179,7 @@ def run_layout(cfg, world: int, warmup: int, steps: int, timeout: float = 900) -
 
 
 def config(a, parallel: dict) -> tuple[TrainConfig, list[str]]:
-    """The layout's trainer config and the same as `key=value` overrides (for parallel.estimate's CLI)."""
+    """The layout's trainer config and the same as `key=value` overrides (for pretrain.estimate's CLI)."""
     cfg = TrainConfig()
     cfg.model.name, cfg.model.vocab_size, cfg.data.seq_len = a.model, a.vocab_size, a.seq
     cfg.training.global_batch_size, cfg.training.micro_batch_size = a.batch, a.micro
@@ -258,7 +258,7 @@ def main() -> None:
     m_rows = "".join("| " + " | ".join(r) + " |\n" for r in memory)
     fmt = "{:.2f} {:.2f} {:.2f}"
     text = (
-        f"## Parallel layouts on CPU: step time, memory per rank vs parallel.estimate — "
+        f"## Parallel layouts on CPU: step time, memory per rank vs pretrain.estimate — "
         f"{datetime.datetime.now().isoformat(timespec='seconds')}\n\n"
         f"- command: `OMP_NUM_THREADS=1 python {' '.join(sys.argv)}`\n"
         f"- machine: {platform.machine()}, nproc={os.cpu_count()}, torch {torch.__version__}, gloo, "
@@ -271,13 +271,13 @@ def main() -> None:
         "times show the communication and scheduling overhead of each layout, **not scaling**; "
         "`CPU s/step` is the CPU time of all ranks together (gloo threads included), so `CPU vs 1proc` "
         "is the overhead of a layout (1proc runs one thread on one core; 2+ ranks may use both cores)\n"
-        f"- estimates: `python -m parallel.estimate {examples[names[-1]]} --dtype fp32` "
+        f"- estimates: `python -m pretrain.estimate {examples[names[-1]]} --dtype fp32` "
         f"({names[-1]}; the other layouts likewise)\n\n"
         "| layout | ranks | step s (median) | tokens/s | step vs 1proc | CPU s/step | CPU vs 1proc "
         "| peak RSS MiB (max rank) | last loss |\n|---|---|---|---|---|---|---|---|---|\n"
         + t_rows
         + "\nMemory per rank, measured (local shards after the timed steps; max over the ranks of a "
-        "pipeline rank, their range if they differ) vs `parallel.estimate` (`--dtype fp32`, same "
+        "pipeline rank, their range if they differ) vs `pretrain.estimate` (`--dtype fp32`, same "
         "overrides), MiB. `storage/params`: bytes of the parameters' storages over their elements' "
         "bytes (>1 where FSDP pads shards).\n\n"
         "| layout | pp rank | ranks | params | est | ratio | grads | est | ratio | optim | est | ratio "

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from data_pipeline.pack import pack
+from data_pipeline.tokenizer import Tokenizer
 from pretrain.configs import get_model_config
 from pretrain.data import IGNORE_INDEX, PackedDataset, StepLoader
 from pretrain.model import Transformer
-from pretrain.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import data_pipeline.pack as pack_module
 from data_pipeline.pack import pack
 from data_pipeline.packing import best_fit_rows, concat_chunks
-from pretrain.tokenizer import Tokenizer
+from data_pipeline.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_pipeline" / "sample"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tiktoken
 
-from pretrain.tokenizer import Tokenizer
+from data_pipeline.tokenizer import Tokenizer
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 Named = tuple[str, Callable[[], object]]

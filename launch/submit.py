@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pretrain import preflight  # noqa: E402
 from pretrain.job_config import TrainConfig, compose_config  # noqa: E402
 
 TEMPLATE = REPO / "launch" / "train.sbatch"
@@ -42,29 +43,16 @@ def processes_per_node(cfg: TrainConfig) -> int:
 
 def check_layout(cfg: TrainConfig, overrides: list[str]) -> int:
     """World size from the allocation, checked against the parallel degrees and the model."""
-    from pretrain.train import check_layout as trainer_check
-
     s = cfg.slurm
-    if s.nodes < 1:
-        raise SubmitError(f"slurm.nodes={s.nodes} must be >= 1")
-    nproc = processes_per_node(cfg)
-    if nproc < 1:
-        raise SubmitError(f"slurm.nproc_per_node={nproc} must be >= 1")
+    nproc = processes_per_node(cfg)  # slurm.* ranges are checked with the config
     if s.gpus_per_node > 0 and nproc > s.gpus_per_node:
         raise SubmitError(
             f"slurm.nproc_per_node={nproc} exceeds slurm.gpus_per_node={s.gpus_per_node} "
             "(one process per GPU)"
         )
     world = s.nodes * nproc
-    p = cfg.parallel
-    if p.dp_shard != -1 and p.dp_replicate * p.dp_shard * p.tp * p.pp != world:
-        raise SubmitError(
-            f"slurm.nodes x processes per node = {s.nodes} x {nproc} = {world} ranks, but parallel degrees "
-            f"dp_replicate*dp_shard*tp*pp = {p.dp_replicate}*{p.dp_shard}*{p.tp}*{p.pp} = "
-            f"{p.dp_replicate * p.dp_shard * p.tp * p.pp}"
-        )
     try:
-        trainer_check(cfg, world)
+        preflight.check_layout(cfg, world)
     except ValueError as e:
         raise SubmitError(f"{e} (world size {world} = slurm.nodes x processes per node)") from e
     return world

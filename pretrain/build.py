@@ -3,7 +3,7 @@
 Order per stage, as torchtitan: tensor parallel -> torch.compile -> activation checkpointing ->
 FSDP (TP first so compile sees DTensors; compile inside AC because AC within a compiled TP block
 fails; FSDP last so its units wrap everything). `build_parts` stops there, still on the meta
-device, which is what `parallel.dryrun` inspects; `init_model` then materialises and schedules.
+device, which is what `pretrain.dryrun` inspects; `init_model` then materialises and schedules.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def build_parts(
     """This rank's pipeline stage ids and its model parts, split and parallelized but not placed.
 
     Without `full_init` the parts stay on the meta device, so nothing is allocated: the trainer
-    materialises them next (init_model) and `parallel.dryrun` only reads their shapes, both from
+    materialises them next (init_model) and `pretrain.dryrun` only reads their shapes, both from
     this one code path. With `full_init` the whole model is built on the CPU and initialised from
     the seed before it is split.
     """

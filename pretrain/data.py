@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from data_pipeline.pack import read_manifest
+from data_pipeline.packed_format import read_manifest
 
 IGNORE_INDEX = -100
 """Label value that the loss skips (padding)."""
@@ -155,6 +155,17 @@ class PackedDataset:
         )
 
 
+def check_batch_split(global_batch_size: int, micro_batch_size: int, dp_size: int) -> int:
+    """Micro-batches per step on each data-parallel rank; the global batch must split evenly."""
+    n_micro, rem = divmod(global_batch_size, micro_batch_size * dp_size)
+    if rem or not n_micro:
+        raise ValueError(
+            f"training.global_batch_size={global_batch_size} must be a multiple of "
+            f"training.micro_batch_size*dp = {micro_batch_size}*{dp_size}"
+        )
+    return n_micro
+
+
 class StepLoader:
     """Yields, per optimizer step, this rank's micro-batches of the global batch (Stateful)."""
 
@@ -170,12 +181,8 @@ class StepLoader:
         shuffle: bool = True,
         prefetch: bool = True,
     ):
-        per_rank, rem = divmod(global_batch_size, dp_size)
-        if rem or per_rank % micro_batch_size:
-            raise ValueError(
-                f"training.global_batch_size={global_batch_size} must be a multiple of "
-                f"micro_batch_size*dp = {micro_batch_size}*{dp_size}"
-            )
+        per_rank = global_batch_size // dp_size
+        check_batch_split(global_batch_size, micro_batch_size, dp_size)
         if global_batch_size > len(dataset):
             raise ValueError(
                 f"training.global_batch_size={global_batch_size} exceeds the {len(dataset)} sequences "

@@ -1,13 +1,14 @@
 """Dry run of a parallel layout: one rank's real parameter shards, on meta tensors, without GPUs.
 
-`python -m parallel.dryrun model=llama3_405b parallel.tp=8 parallel.pp=16 parallel.dp_shard=128
-data.seq_len=8192 --rank R` composes the trainer's own Hydra config, validates it with the trainer's
-`check_layout`, joins a fake process group of the full world size (collectives are no-ops), builds
-the DeviceMesh and then this rank's pipeline stages with `pretrain.build.build_parts`, the very code
-the trainer runs before it materialises weights. Parameters stay on the meta device, so a 405B
-layout for rank 9000 of 16384 is checked in seconds on a laptop. It reports every local shard's
-shape and bytes, plus gradient and AdamW state (two fp32 moments), per stage and for the rank.
-Activations and the all-gathered FSDP units are not counted. Exit code 2 means a bad layout.
+`python -m pretrain.dryrun model=llama3_405b parallel.tp=8 parallel.pp=16 parallel.dp_shard=128
+data.seq_len=8192 --rank R` composes the trainer's own Hydra config, validates it with the
+trainer's `pretrain.preflight.check_layout`, joins a fake process group of the full world size
+(collectives are no-ops), builds the DeviceMesh and then this rank's pipeline stages with
+`pretrain.build.build_parts`, the very code the trainer runs before it materialises weights.
+Parameters stay on the meta device, so a 405B layout for rank 9000 of 16384 is checked in seconds
+on a laptop. It reports every local shard's shape and bytes, plus gradient and AdamW state (two
+fp32 moments), per stage and for the rank. Activations and the all-gathered FSDP units are not
+counted. Exit code 2 means a bad layout.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pretrain import job_config
 from pretrain.build import build_parts
 from pretrain.configs import get_model_config
 from pretrain.job_config import TrainConfig
-from pretrain.train import check_layout
+from pretrain.preflight import check_layout
 
 GPU_BYTES = 80 * 2**30
 """Memory of the 80 GiB H100 the Llama 3 405B run used, to put the per-rank state in proportion."""
@@ -194,7 +195,7 @@ def print_stages(reports: list[dict]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m parallel.dryrun", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pretrain.dryrun", description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/train.yaml (key=value)")
     parser.add_argument("--rank", type=int, default=0, help="global rank to build (default 0)")
     parser.add_argument("--world-size", type=int, help="default: the product of the parallel degrees")

@@ -1,6 +1,6 @@
 """Per-GPU memory and step time of a trainer layout, before any GPU is booked.
 
-    python -m parallel.estimate model=llama3_405b parallel.tp=8 parallel.pp=16 parallel.dp_shard=128 \
+    python -m pretrain.estimate model=llama3_405b parallel.tp=8 parallel.pp=16 parallel.dp_shard=128 \
         data.seq_len=8192 training.global_batch_size=2048 training.micro_batch_size=1 [--json]
 
 `key=value` arguments are overrides of the trainer's own Hydra config (`configs/train.yaml`), so the
@@ -19,16 +19,12 @@ import math
 import sys
 from dataclasses import asdict, dataclass
 
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
-from parallel.activation_checkpoint import MODES
 from parallel.dims import ParallelDims
-from parallel.pipeline import check_microbatches, schedule_name, stage_ids
-from parallel.tensor_parallel import check_tp
+from parallel.pipeline import schedule_name, stage_ids
 from pretrain.build import pipeline_split
-from pretrain.configs import ModelArgs, get_model_config
-from pretrain.job_config import TrainConfig, compose_config
+from pretrain.configs import ModelArgs
+from pretrain.job_config import ConfigError, TrainConfig, compose_config
+from pretrain.preflight import check_layout, model_args
 
 GIB = 2**30
 DTYPE_BYTES = {"bf16": 2, "bfloat16": 2, "fp32": 4, "float32": 4}
@@ -76,7 +72,7 @@ class RankMemory:
 
 @dataclass
 class Estimate:
-    """Memory per pipeline rank and step time of one layout; `python -m parallel.estimate` prints it."""
+    """Memory per pipeline rank and step time of one layout; `python -m pretrain.estimate` prints it."""
 
     model: str
     """Model name (pretrain.configs) with any model.* overrides applied."""
@@ -301,40 +297,20 @@ def estimate(
     exists only for a run `pretrain.train` would start.
     """
     p, t = cfg.parallel, cfg.training
-    if p.cp != 1:
-        raise ValueError(f"parallel.cp={p.cp}: context parallelism is not in this release (nor estimated)")
     if world_size is None:
         if p.dp_shard == -1:
-            raise ValueError("parallel.dp_shard=-1 takes the rest of the world size: pass --world-size")
+            raise ConfigError("parallel.dp_shard=-1 takes the rest of the world size: pass --world-size")
         world_size = p.pp * p.dp_replicate * p.dp_shard * p.tp
-    dims = ParallelDims(
-        dp_replicate=p.dp_replicate, dp_shard=p.dp_shard, tp=p.tp, pp=p.pp, world_size=world_size
-    )
-    args = get_model_config(cfg.model.name, **cfg.model.overrides())
+    dims = check_layout(cfg, world_size)  # the trainer's own checks
+    args = model_args(cfg)
     seq = cfg.data.seq_len
-    if seq > args.max_seq_len:
-        raise ValueError(f"data.seq_len={seq} exceeds max_seq_len={args.max_seq_len} of {cfg.model.name!r}")
-    check_tp(args, p.tp, seq)
-    if p.activation_checkpoint not in MODES:
-        raise ValueError(
-            f"parallel.activation_checkpoint={p.activation_checkpoint!r}: expected one of {MODES}"
-        )
-    if p.ac_every < 1:
-        raise ValueError(f"parallel.ac_every={p.ac_every} must be >= 1")
     dtype = dtype or t.dtype
     if dtype not in DTYPE_BYTES:
-        raise ValueError(f"dtype {dtype!r} (--dtype or training.dtype): expected bf16 or fp32")
+        raise ConfigError(f"dtype {dtype!r} (--dtype or training.dtype): expected bf16 or fp32")
     if not 0 < mfu <= 1:
-        raise ValueError(f"--mfu={mfu} must be in (0, 1]")
-    n_micro, rem = divmod(t.global_batch_size, t.micro_batch_size * dims.dp_size)
-    if rem or n_micro < 1:
-        raise ValueError(
-            f"training.global_batch_size={t.global_batch_size} must be a multiple of "
-            f"micro_batch_size*dp = {t.micro_batch_size}*{dims.dp_size}"
-        )
+        raise ConfigError(f"--mfu={mfu} must be in (0, 1]")
+    n_micro = t.global_batch_size // (t.micro_batch_size * dims.dp_size)
     schedule = schedule_name(p.pp_schedule)
-    if p.pp > 1:
-        check_microbatches(schedule, p.pp, n_micro)
     per_rank, split = pipeline_split(args, cfg)  # the trainer's own split
     counts = [len(s) for s in split]
     pipe = (schedule, per_rank, counts, n_micro)
@@ -411,7 +387,7 @@ def format_table(est: Estimate) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parallel.estimate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pretrain.estimate", description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="trainer config overrides, key=value")
     parser.add_argument("--world-size", type=int, help="GPUs (default: product of the degrees)")
     parser.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory per GPU (default 80)")
@@ -430,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             mfu=ns.mfu,
             dtype=ns.dtype,
         )
-    except (ValueError, HydraException, OmegaConfBaseException) as e:  # bad overrides or layout: one line
+    except ValueError as e:  # ConfigError (bad overrides or layout) or a model shape: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(est.to_json(), indent=2) if ns.json else format_table(est))

@@ -4,7 +4,8 @@ Exit codes (also written with the reason to `run.dir/exit.json` by rank 0, since
 only its own status to the launcher):
 
 - 0  finished the configured steps
-- 1  an error (bad config or data, a crash); the last complete checkpoint is intact
+- 1  an error during training (a crash); the last complete checkpoint is intact
+- 2  `EXIT_CONFIG`: a bad config, layout, data set or resume, found before anything was built
 - 3  `EXIT_PREEMPTED`: SIGTERM or SIGUSR1 arrived; a checkpoint of the current step was saved, so
      requeueing the same command resumes (Slurm: `#SBATCH --signal=USR1@120 --requeue`)
 - 4  `EXIT_NONFINITE`: loss or gradient norm was NaN/Inf more often than allowed; nothing of the
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-EXIT_OK, EXIT_ERROR, EXIT_PREEMPTED, EXIT_NONFINITE, EXIT_HANG = 0, 1, 3, 4, 5
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PREEMPTED, EXIT_NONFINITE, EXIT_HANG = 0, 1, 2, 3, 4, 5
 
 
 class TrainingStopped(SystemExit):
@@ -152,3 +153,36 @@ class SpikeDetector:
                 return True
         self.history.append(loss)
         return False
+
+
+class StepHooks:
+    """Points in the step where tests inject faults; the loop calls them and knows nothing more."""
+
+    def before_step(self, step: int) -> None:
+        """Called before the step's batch is read."""
+
+    def after_backward(self, step: int, params: list[torch.Tensor]) -> None:
+        """Called once gradients exist, before they are clipped and applied."""
+
+
+class FaultInjector(StepHooks):
+    """`debug.*`: a NaN gradient or a hang on one rank at one step, for the failure-handling tests."""
+
+    def __init__(self, debug, rank: int):
+        self.debug, self.rank = debug, rank
+
+    def before_step(self, step: int) -> None:
+        if self.debug.hang_at_step == step and self.rank == self.debug.hang_rank:
+            print(f"[rank {self.rank}] debug.hang_at_step={step}: hanging", flush=True)
+            threading.Event().wait()
+
+    def after_backward(self, step: int, params: list[torch.Tensor]) -> None:
+        if self.debug.nan_at_step == step and self.rank == self.debug.nan_rank:
+            next(q for q in params if q.grad is not None).grad.fill_(float("nan"))
+
+
+def step_hooks(debug, rank: int) -> StepHooks:
+    """The fault injector when a `debug.*` fault is configured, else hooks that do nothing."""
+    if debug.nan_at_step is None and debug.hang_at_step is None:
+        return StepHooks()
+    return FaultInjector(debug, rank)

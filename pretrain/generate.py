@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     a = parser.parse_args(argv)
 
+    from data_pipeline.tokenizer import Tokenizer
     from pretrain.export import DTYPES
-    from pretrain.tokenizer import Tokenizer
 
     try:
         state, args, tok_file = load_for_generation(a.checkpoint, step=a.step)

@@ -7,10 +7,7 @@ import math
 
 import torch
 
-from pretrain.job_config import LRConfig
-
-SCHEDULES = ("cosine", "wsd", "constant")
-DECAY_SHAPES = ("linear", "sqrt", "cosine")
+from pretrain.job_config import LRConfig, TrainConfig
 
 
 def lr_multiplier(step: int, cfg: LRConfig, total_steps: int) -> float:
@@ -37,11 +34,25 @@ def lr_multiplier(step: int, cfg: LRConfig, total_steps: int) -> float:
 def build_lr_scheduler(
     optimizer: torch.optim.Optimizer, cfg: LRConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"lr.schedule={cfg.schedule!r}; expected one of {SCHEDULES}")
-    if cfg.decay_shape not in DECAY_SHAPES:
-        raise ValueError(f"lr.decay_shape={cfg.decay_shape!r}; expected one of {DECAY_SHAPES}")
-    if not 0 <= cfg.min_lr_ratio <= 1:
-        raise ValueError(f"lr.min_lr_ratio={cfg.min_lr_ratio} must be in [0, 1]")
+    """The schedule of `cfg` (its names and ranges are checked with the config: job_config)."""
     fn = functools.partial(lr_multiplier, cfg=cfg, total_steps=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def apply_configured_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, cfg: TrainConfig
+) -> None:
+    """After a resume, replace the checkpoint's optimizer settings and peak LR with the config's.
+
+    A restored AdamW keeps the saved betas, eps, weight decay and peak LR in its param groups, and
+    the scheduler its saved base LRs; this puts the configured ones back (the step count and the
+    moments stay), so the configured schedule applies from the resumed step on.
+    """
+    decay = [cfg.optim.weight_decay, 0.0]  # build_optimizer's groups: decayed, then not decayed
+    for group, weight_decay in zip(optimizer.param_groups, decay, strict=True):
+        group.update(betas=tuple(cfg.optim.betas), eps=cfg.optim.eps, weight_decay=weight_decay)
+        group["initial_lr"] = cfg.optim.lr
+    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+    for group, fn in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["lr"] = cfg.optim.lr * fn(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

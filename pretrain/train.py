@@ -1,8 +1,10 @@
-"""Trainer entry point (Hydra): `torchrun --nproc-per-node N -m pretrain.train key=value ...`.
+"""Trainer entry point: `torchrun --nproc-per-node N -m pretrain.train key=value ...`.
 
-Reads top to bottom: degrees checked -> process group -> mesh -> data -> model parts (split into
-pipeline stages, sharded and initialised: pretrain.build) -> optimizer/schedule -> step loop
-(forward/backward: pretrain.step; clip, step, log, validate) -> optional sample. Works as a
+Reads top to bottom: config composed and checked, then layout, data and resume checked
+(pretrain.preflight: a bad config is one line and exit 2 before any process group or model) ->
+process group -> mesh -> model parts (split into pipeline stages, sharded and initialised:
+pretrain.build) -> optimizer/schedule -> checkpoint restored -> step loop (forward/backward:
+pretrain.step; clip, update, log, validate, checkpoint or stop) -> optional sample. Works as a
 plain `python -m pretrain.train` too.
 """
 
@@ -13,43 +15,46 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.distributed.tensor.parallel import loss_parallel
 
+from data_pipeline.tokenizer import Tokenizer
 from parallel.dims import ParallelDims
-from parallel.pipeline import check_microbatches
-from parallel.tensor_parallel import check_tp
 from parallel.utils import clip_grad_norm_, set_determinism
-from pretrain.build import DTYPES, build_optimizer, init_model, pipeline_split
+from pretrain.build import DTYPES, build_optimizer, init_model
 from pretrain.checkpoint import Checkpointer
-from pretrain.configs import ModelArgs, get_model_config
-from pretrain.data import PackedDataset, StepLoader
+from pretrain.configs import ModelArgs
+from pretrain.data import StepLoader
 from pretrain.fault import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
     EXIT_NONFINITE,
     EXIT_OK,
     EXIT_PREEMPTED,
     SpikeDetector,
+    StepHooks,
     StopSignals,
     TrainingStopped,
     Watchdog,
     shorten_pg_timeout,
+    step_hooks,
     write_exit_record,
 )
 from pretrain.generate import generate
-from pretrain.job_config import TrainConfig, register_configs
-from pretrain.lr import build_lr_scheduler
-from pretrain.metrics import MetricsLogger, memory_gib, peak_tflops
+from pretrain.job_config import ConfigError, TrainConfig, check_config, compose_config, typed_config
+from pretrain.lr import apply_configured_schedule, build_lr_scheduler
+from pretrain.metrics import MetricsLogger, StepMetrics, memory_gib, peak_tflops
 from pretrain.model import Transformer
-from pretrain.step import pipeline_train_step, train_step, validate
-from pretrain.tokenizer import Tokenizer
+from pretrain.preflight import RunData, check_layout, check_resume, model_args, open_data, resume_step
+from pretrain.step import Pipeline, pipeline_train_step, train_step, validate
 
 
 @dataclass
@@ -59,6 +64,44 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     val_losses: dict[int, float] = field(default_factory=dict)
     sample: str | None = None
+
+
+@dataclass
+class Run:
+    """Everything the step loop uses, built once by `build_run`."""
+
+    cfg: TrainConfig
+    dims: ParallelDims
+    rank: int
+    world_size: int
+    device: torch.device
+    args: ModelArgs
+    parts: list[nn.Module]
+    pipe: Pipeline | None
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list
+    loader: StepLoader
+    val_loader: StepLoader | None
+    tokenizer: Tokenizer | None
+    ckpt: Checkpointer
+    logger: MetricsLogger
+    hooks: StepHooks
+    start: int
+    """Step of the checkpoint this run resumed from (0: a fresh start)."""
+    autocast: Callable = contextlib.nullcontext
+    loss_ctx: Callable = contextlib.nullcontext
+    step: int = 0
+    """The step in progress (for exit.json when something fails)."""
+    skipped: int = 0
+    """Non-finite steps skipped so far."""
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [q for part in self.parts for q in part.parameters()]
+
+    def close(self) -> None:
+        self.ckpt.close()
+        self.logger.close()
 
 
 def init_distributed() -> tuple[int, int, torch.device]:
@@ -74,50 +117,6 @@ def init_distributed() -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, world_size, device
-
-
-def build_model_args(cfg: TrainConfig, dataset: PackedDataset) -> ModelArgs:
-    """Named model shape plus overrides, checked against the data it will train on."""
-    args = get_model_config(cfg.model.name, **cfg.model.overrides())
-    n_vocab = dataset.tokenizer_info["n_vocab"]
-    if n_vocab > args.vocab_size:
-        raise ValueError(
-            f"model {cfg.model.name!r} has vocab_size={args.vocab_size} but {dataset.path} was tokenized "
-            f"with {dataset.tokenizer_info['name']!r} (n_vocab={n_vocab}); set "
-            f"model.vocab_size={n_vocab} or pack the data with a matching tokenizer"
-        )
-    if cfg.data.seq_len > args.max_seq_len:
-        raise ValueError(
-            f"data.seq_len={cfg.data.seq_len} exceeds max_seq_len={args.max_seq_len} "
-            f"of model {cfg.model.name!r}"
-        )
-    return args
-
-
-def _make_loader(
-    path: str, cfg: TrainConfig, dims: ParallelDims, rank_in_dp: int, *, shuffle: bool
-) -> StepLoader:
-    dataset = PackedDataset(path, cfg.data.seq_len)
-    return StepLoader(
-        dataset,
-        global_batch_size=cfg.training.global_batch_size,
-        micro_batch_size=cfg.training.micro_batch_size,
-        dp_rank=rank_in_dp,
-        dp_size=dims.dp_size,
-        seed=cfg.training.seed,
-        shuffle=shuffle,
-    )
-
-
-def load_sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> Tokenizer:
-    """The tokenizer for sampling, checked up front against the one the data was packed with."""
-    tok = Tokenizer.from_file(cfg.data.tokenizer)
-    if tok.sha256 != tokenizer_info["sha256"]:
-        raise ValueError(
-            f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
-            f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
-        )
-    return tok
 
 
 def full_state_dict(parts: list[torch.nn.Module], dims: ParallelDims, rank: int) -> dict | None:
@@ -160,218 +159,310 @@ def sample(state: dict | None, args: ModelArgs, cfg: TrainConfig, tok: Tokenizer
     return t.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
 
 
-def check_layout(cfg: TrainConfig, world_size: int) -> ParallelDims:
-    """Every degree checked against the world size and the model, before any process-group work."""
-    p = cfg.parallel
-    dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world_size, cp=p.cp)
-    args = get_model_config(cfg.model.name, **cfg.model.overrides())
-    check_tp(args, p.tp, cfg.data.seq_len)
-    if cfg.training.dtype not in DTYPES:
-        raise ValueError(f"training.dtype={cfg.training.dtype!r}; expected one of {sorted(DTYPES)}")
-    if dims.pp_enabled:
-        pipeline_split(args, cfg)
-        t = cfg.training
-        n_micro, rem = divmod(t.global_batch_size, t.micro_batch_size * dims.dp_size)
-        if n_micro and not rem:  # otherwise the loader names the problem
-            check_microbatches(p.pp_schedule, p.pp, n_micro)
-    return dims
+def preflight(cfg: TrainConfig, world_size: int, rank: int) -> tuple[ParallelDims, RunData, int]:
+    """Layout, data and resume checked before anything is built: (dims, data, resumed step)."""
+    dims = check_layout(cfg, world_size)
+    data = open_data(cfg, model_args(cfg))
+    start = resume_step(cfg) or 0
+    notes = check_resume(cfg, start) if start else []
+    if rank == 0:
+        for note in notes:
+            print(note, flush=True)
+    return dims, data, start
+
+
+def _loader(dataset, cfg: TrainConfig, dims: ParallelDims, *, shuffle: bool) -> StepLoader:
+    dp_rank = dims.dp_mesh().get_local_rank() if dims.dp_enabled else 0
+    t = cfg.training
+    return StepLoader(
+        dataset,
+        global_batch_size=t.global_batch_size,
+        micro_batch_size=t.micro_batch_size,
+        dp_rank=dp_rank,
+        dp_size=dims.dp_size,
+        seed=t.seed,
+        shuffle=shuffle,
+    )
+
+
+def build_run(
+    cfg: TrainConfig, dims: ParallelDims, data: RunData, start: int, rank: int, world_size: int, device
+) -> Run:
+    """Mesh, loaders, model parts, optimizers and schedules, restored from checkpoint `start` if set."""
+    if world_size > 1:
+        dims.build_mesh(device.type)
+    set_determinism(cfg.training.seed, deterministic=cfg.training.deterministic)
+    args = model_args(cfg)
+    parts, pipe = init_model(args, dims, cfg, device)
+    # One optimizer per model part (pipeline stage), so each state dict maps to its parameters' names.
+    optimizers = [build_optimizer([part], cfg) for part in parts]
+    schedulers = [build_lr_scheduler(opt, cfg.lr, cfg.training.steps) for opt in optimizers]
+    loader = _loader(data.train, cfg, dims, shuffle=cfg.data.shuffle)
+    run_dir = Path(cfg.run.dir)
+    config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    ckpt = Checkpointer(
+        cfg.checkpoint, run_dir, parts, optimizers, schedulers, loader,
+        rank=rank, world_size=world_size, config_yaml=config_yaml,
+    )  # fmt: skip
+    if start:
+        ckpt.load(start)
+        if cfg.checkpoint.override_opt_schedule:
+            for opt, sched in zip(optimizers, schedulers, strict=True):
+                apply_configured_schedule(opt, sched, cfg)
+    elif cfg.checkpoint.initial_load_path:
+        ckpt.load_model_only(cfg.checkpoint.initial_load_path)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "config.yaml.tmp"
+        tmp.write_text(config_yaml)
+        tmp.replace(run_dir / "config.yaml")
+    # Single process: autocast gives bf16 compute. Under FSDP its MixedPrecisionPolicy does that.
+    dtype = DTYPES[cfg.training.dtype]
+    run = Run(
+        cfg, dims, rank, world_size, device, args, parts, pipe, optimizers, schedulers, loader,
+        val_loader=_loader(data.val, cfg, dims, shuffle=False) if data.val is not None else None,
+        tokenizer=data.tokenizer,
+        ckpt=ckpt,
+        logger=MetricsLogger(
+            run_dir, enabled=rank == 0, tensorboard=cfg.metrics.tensorboard, resume_step=start
+        ),
+        hooks=step_hooks(cfg.debug, rank),
+        start=start,
+    )  # fmt: skip
+    if dtype != torch.float32 and not dims.dp_enabled:
+        run.autocast = lambda: torch.autocast(device.type, dtype=dtype)
+    if dims.tp_enabled and cfg.parallel.loss_parallel:
+        run.loss_ctx = loss_parallel
+    return run
+
+
+def describe(run: Run) -> str:
+    cfg, dims = run.cfg, run.dims
+    return (
+        f"model {cfg.model.name}: {run.args.num_params() / 1e6:.1f}M params, world_size={run.world_size}, "
+        f"dp={dims.dp_size} tp={dims.tp} pp={dims.pp}, "
+        f"micro-batches per step={run.loader.accumulation_steps}, "
+        f"{len(run.loader.dataset)} train sequences of {cfg.data.seq_len} tokens"
+        + (f", resuming after step {run.start}" if run.start else "")
+    )
+
+
+@dataclass
+class StepOutcome:
+    loss: float
+    grad_norm: float
+    lr: float
+    spike: bool
+
+
+def forward_backward(run: Run, step: int) -> tuple[torch.Tensor, float]:
+    """Loss of the global batch with gradients in place, and the seconds spent waiting for data."""
+    run.hooks.before_step(step)
+    t0 = time.perf_counter()
+    micro_batches = run.loader.next_step()
+    data_wait = time.perf_counter() - t0
+    if run.pipe is not None:
+        loss = pipeline_train_step(run.pipe, micro_batches, run.dims, run.device, run.loss_ctx)
+    else:
+        loss = train_step(run.parts[0], micro_batches, run.dims, run.device, run.autocast, run.loss_ctx)
+    run.hooks.after_backward(step, run.params)
+    return loss, data_wait
+
+
+def should_update(run: Run, step: int, loss: float, grad_norm: float, spike: bool) -> bool:
+    """Apply this step? Non-finite steps are skipped up to the limit, then the run stops (exit 4).
+
+    Every rank sees the same all-reduced loss and norm, so all ranks decide alike.
+    """
+    t = run.cfg.training
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        run.skipped += 1
+        what = f"step {step}: loss={loss}, grad_norm={grad_norm}"
+        if run.skipped > t.max_nonfinite_skips:
+            raise TrainingStopped(
+                EXIT_NONFINITE,
+                f"{what}; non-finite steps: {run.skipped} > training.max_nonfinite_skips="
+                f"{t.max_nonfinite_skips}. Stopped before the optimizer applied it; the latest checkpoint "
+                "is the last good state (lower optim.lr and resume with "
+                "checkpoint.override_opt_schedule=true to apply it, or check the data)",
+                step,
+            )
+        if run.rank == 0:
+            print(f"{what}: skipped ({run.skipped}/{t.max_nonfinite_skips})", flush=True)
+        return False
+    if spike and run.rank == 0:
+        print(f"step {step}: loss spike {loss:.4f}" + (" (skipped)" if t.skip_spikes else ""), flush=True)
+    return not (spike and t.skip_spikes)
+
+
+def optimizer_step(run: Run, step: int, spikes: SpikeDetector) -> tuple[StepOutcome, float]:
+    """One training step: forward/backward, clip, then update (or skip) and advance the schedule."""
+    loss_t, data_wait = forward_backward(run, step)
+    grad_norm_t = clip_grad_norm_(run.params, run.cfg.training.max_norm, pp_group=run.dims.pp_group())
+    loss, grad_norm = loss_t.item(), grad_norm_t.item()
+    spike = math.isfinite(loss) and spikes.update(loss)
+    lr = run.schedulers[0].get_last_lr()[0]
+    if should_update(run, step, loss, grad_norm, spike):
+        for opt in run.optimizers:
+            opt.step()
+    for opt, sched in zip(run.optimizers, run.schedulers, strict=True):
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return StepOutcome(loss, grad_norm, lr, spike), data_wait
+
+
+@dataclass
+class Window:
+    """Training time and steps since the last metrics line (validation excluded)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    data_wait: float = 0.0
+
+
+def step_metrics(run: Run, step: int, out: StepOutcome, window: Window, elapsed: float) -> StepMetrics:
+    t, seq = run.cfg.training, run.cfg.data.seq_len
+    tokens_per_s = t.global_batch_size * seq * window.steps / elapsed
+    tflops = run.args.flops_per_token(seq) * tokens_per_s / run.world_size / 1e12  # per device
+    peak = peak_tflops(run.cfg.metrics.peak_tflops, run.device)
+    return StepMetrics(
+        step=step,
+        loss=out.loss,
+        lr=out.lr,
+        grad_norm=out.grad_norm,
+        tokens_per_s=tokens_per_s,
+        tflops=tflops,
+        mfu=tflops / peak if peak else None,
+        mem_gib=memory_gib(run.device),
+        data_wait_s=window.data_wait / window.steps,
+        skipped_steps=run.skipped or None,
+        loss_spike=out.spike or None,
+    )
+
+
+def checkpoint_or_stop(run: Run, step: int, last: bool, signals: StopSignals, watchdog: Watchdog) -> None:
+    """Save when due; on SIGTERM/SIGUSR1 (agreed by all ranks) save now and stop with exit 3."""
+    t = run.cfg.training
+    if step == run.start + 1:
+        shorten_pg_timeout(1.5 * t.step_timeout_s)
+    watchdog.beat(step)
+    run.ckpt.poll()
+    signum = signals.requested()
+    if signum:
+        watchdog.pause(t.first_step_timeout_s)
+        if run.cfg.checkpoint.enabled:
+            run.ckpt.save(step, sync=True)
+        name = signal.Signals(signum).name
+        raise TrainingStopped(EXIT_PREEMPTED, f"{name} received: stopped after step {step}", step)
+    if run.ckpt.should_save(step, last):
+        watchdog.pause(t.first_step_timeout_s)
+        run.ckpt.save(step, sync=last)
+
+
+def train_loop(run: Run) -> TrainResult:
+    """Steps start+1 .. training.steps: update, validate, log, checkpoint or stop."""
+    cfg, t = run.cfg, run.cfg.training
+    result = TrainResult()
+    signals = StopSignals()
+    watchdog = Watchdog(t.first_step_timeout_s, t.step_timeout_s, run.rank)
+    spikes = SpikeDetector(t.spike_window, t.spike_zscore)
+    window = Window()
+    for part in run.parts:
+        part.train()
+    try:
+        for step in range(run.start + 1, t.steps + 1):
+            run.step = step
+            out, data_wait = optimizer_step(run, step, spikes)
+            result.losses.append(out.loss)
+            window.steps += 1
+            window.data_wait += data_wait
+            last = step == t.steps
+            elapsed = time.perf_counter() - window.start  # before validation: it is not training time
+            val_loss = None
+            if run.val_loader is not None and (step % cfg.validation.interval == 0 or last):
+                val_loss = validate(
+                    run.parts, run.pipe, run.val_loader, cfg.validation.steps, run.dims, run.device,
+                    run.autocast, run.loss_ctx,
+                )  # fmt: skip
+                result.val_losses[step] = val_loss
+            if step % cfg.metrics.log_interval == 0 or step == run.start + 1 or last or val_loss is not None:
+                metrics = step_metrics(run, step, out, window, elapsed)
+                metrics.val_loss = val_loss
+                run.logger.log(metrics)
+                window = Window()
+            checkpoint_or_stop(run, step, last, signals, watchdog)
+    finally:
+        watchdog.close()
+        signals.restore()
+    if run.tokenizer is not None:
+        result.sample = sample(full_state_dict(run.parts, run.dims, run.rank), run.args, cfg, run.tokenizer)
+        if run.rank == 0:
+            print(f"sample: {result.sample}", flush=True)
+    return result
+
+
+def _record_exit(cfg: TrainConfig, rank: int, code: int, reason: str, step: int) -> None:
+    if rank == 0:
+        write_exit_record(Path(cfg.run.dir), code, reason, step)
 
 
 def train(cfg: TrainConfig | DictConfig) -> TrainResult:
+    """Check everything, then build and run; `run.dir/exit.json` records how it ended."""
+    rank = int(os.environ.get("RANK", "0"))
     if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_object(cfg)
-    dims = check_layout(cfg, int(os.environ.get("WORLD_SIZE", "1")))
-    rank, world_size, device = init_distributed()
+        cfg = typed_config(cfg)
+    else:
+        check_config(cfg)
     try:
-        result = _train(cfg, dims, rank, world_size, device)
+        dims, data, start = preflight(cfg, int(os.environ.get("WORLD_SIZE", "1")), rank)
+    except ConfigError as e:
+        if Path(cfg.run.dir).is_dir():  # never leave a previous run's "finished" standing
+            _record_exit(cfg, rank, EXIT_CONFIG, str(e), 0)
+        raise
+    rank, world_size, device = init_distributed()
+    run = None
+    try:
+        run = build_run(cfg, dims, data, start, rank, world_size, device)
         if rank == 0:
-            write_exit_record(Path(cfg.run.dir), EXIT_OK, "finished", cfg.training.steps)
+            print(describe(run), flush=True)
+        result = train_loop(run)
+        _record_exit(cfg, rank, EXIT_OK, "finished", cfg.training.steps)
         return result
     except TrainingStopped as stop:
         if rank == 0:
             print(f"stopping (exit {stop.code}): {stop.reason}", file=sys.stderr, flush=True)
-            write_exit_record(Path(cfg.run.dir), stop.code, stop.reason, stop.step)
+        _record_exit(cfg, rank, stop.code, stop.reason, stop.step)
+        raise
+    except BaseException as e:
+        _record_exit(cfg, rank, EXIT_ERROR, f"{type(e).__name__}: {e}", run.step if run else start)
         raise
     finally:
+        if run is not None:
+            run.close()
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, dims: ParallelDims, rank: int, world_size: int, device) -> TrainResult:
-    p = cfg.parallel
-    if world_size > 1:
-        dims.build_mesh(device.type)
-    dp_rank = dims.dp_mesh().get_local_rank() if dims.dp_enabled else 0
-    set_determinism(cfg.training.seed, deterministic=cfg.training.deterministic)
+USAGE = """usage: python -m pretrain.train [key=value ...]   (or torchrun ... -m pretrain.train ...)
 
-    loader = _make_loader(cfg.data.path, cfg, dims, dp_rank, shuffle=cfg.data.shuffle)
-    val_loader = None
-    if cfg.validation.path:
-        val_loader = _make_loader(cfg.validation.path, cfg, dims, dp_rank, shuffle=False)
-    args = build_model_args(cfg, loader.dataset)
-    tokenizer = (
-        load_sample_tokenizer(cfg, loader.dataset.tokenizer_info) if cfg.training.sample_prompt else None
-    )
-    parts, pipe = init_model(args, dims, cfg, device)
-    params = [q for part in parts for q in part.parameters()]
-    # One optimizer per model part (pipeline stage), so each state dict maps to its parameters' names.
-    optimizers = [build_optimizer([part], cfg) for part in parts]
-    schedulers = [build_lr_scheduler(opt, cfg.lr, cfg.training.steps) for opt in optimizers]
+Overrides of configs/train.yaml, Hydra syntax: groups (model=llama3_8b, lr=wsd) and keys
+(training.steps=1000, optim.lr=3e-4). Every key, its default and its range: pretrain/job_config.py.
+A bad config, layout or data set is reported as one line, with exit code 2, before anything runs."""
 
-    # Single process: autocast gives bf16 compute. Under FSDP its MixedPrecisionPolicy does that.
-    dtype = DTYPES[cfg.training.dtype]
-    use_autocast = dtype != torch.float32 and not dims.dp_enabled
-    if use_autocast and pipe is not None:
-        raise ValueError(
-            "training.dtype=bfloat16 with a pipeline needs FSDP's mixed precision: use a data-parallel "
-            "degree > 1 (parallel.dp_shard) or training.dtype=float32"
-        )
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if use_autocast else contextlib.nullcontext
-    loss_ctx = loss_parallel if dims.tp_enabled and p.loss_parallel else contextlib.nullcontext
 
-    run_dir = Path(cfg.run.dir)
-    ckpt = Checkpointer(
-        cfg.checkpoint, run_dir, parts, optimizers, schedulers, loader, rank=rank, world_size=world_size
-    )
-    start = ckpt.resume_step() or 0
-    if start:
-        ckpt.load(start)
-    elif cfg.checkpoint.initial_load_path:
-        ckpt.load_model_only(cfg.checkpoint.initial_load_path)
-    logger = MetricsLogger(run_dir, enabled=rank == 0, tensorboard=cfg.metrics.tensorboard)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "config.yaml.tmp"
-        tmp.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        tmp.replace(run_dir / "config.yaml")
-        print(
-            f"model {cfg.model.name}: {args.num_params() / 1e6:.1f}M params, world_size={world_size}, "
-            f"dp={dims.dp_size} tp={dims.tp} pp={dims.pp}, "
-            f"micro-batches per step={loader.accumulation_steps}, "
-            f"{len(loader.dataset)} train sequences of {cfg.data.seq_len} tokens"
-            + (f", resuming after step {start}" if start else ""),
-            flush=True,
-        )
-
-    t = cfg.training
-    peak = peak_tflops(cfg.metrics.peak_tflops, device)
-    flops_per_token = args.flops_per_token(cfg.data.seq_len)
-    tokens_per_step = t.global_batch_size * cfg.data.seq_len
-    result = TrainResult()
-    signals = StopSignals()
-    watchdog = Watchdog(t.first_step_timeout_s, t.step_timeout_s, rank)
-    spikes = SpikeDetector(t.spike_window, t.spike_zscore)
-    skipped = 0
-    window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
-    for part in parts:
-        part.train()
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return EXIT_OK
     try:
-        for step in range(start + 1, t.steps + 1):
-            if cfg.debug.hang_at_step == step and rank == cfg.debug.hang_rank:
-                print(f"[rank {rank}] debug.hang_at_step={step}: hanging", flush=True)
-                threading.Event().wait()
-            t0 = time.perf_counter()
-            micro_batches = loader.next_step()
-            data_wait += time.perf_counter() - t0
-            if pipe is not None:
-                loss = pipeline_train_step(pipe, micro_batches, dims, device, loss_ctx)
-            else:
-                loss = train_step(parts[0], micro_batches, dims, device, autocast, loss_ctx)
-            if cfg.debug.nan_at_step == step and rank == cfg.debug.nan_rank:
-                next(q for q in params if q.grad is not None).grad.fill_(float("nan"))
-            grad_norm = clip_grad_norm_(params, t.max_norm, pp_group=dims.pp_group())
-            loss_value, grad_norm_value = loss.item(), grad_norm.item()
-            finite = math.isfinite(loss_value) and math.isfinite(grad_norm_value)
-            spike = finite and spikes.update(loss_value)
-            lr = schedulers[0].get_last_lr()[0]
-            if not finite:  # every rank sees the same all-reduced values, so all decide alike
-                skipped += 1
-                what = f"step {step}: loss={loss_value}, grad_norm={grad_norm_value}"
-                if skipped > t.max_nonfinite_skips:
-                    raise TrainingStopped(
-                        EXIT_NONFINITE,
-                        f"{what}; non-finite steps: {skipped} > training.max_nonfinite_skips="
-                        f"{t.max_nonfinite_skips}. Stopped before the optimizer applied it; the latest "
-                        "checkpoint is the last good state (lower optim.lr or check the data)",
-                        step,
-                    )
-                if rank == 0:
-                    print(f"{what}: skipped ({skipped}/{t.max_nonfinite_skips})", flush=True)
-            elif spike and rank == 0:
-                print(f"step {step}: loss spike {loss_value:.4f}" + (" (skipped)" if t.skip_spikes else ""))
-            if finite and not (spike and t.skip_spikes):
-                for opt in optimizers:
-                    opt.step()
-            for opt, sched in zip(optimizers, schedulers, strict=True):
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-            result.losses.append(loss_value)
-            window_steps += 1
-
-            last = step == t.steps
-            elapsed = time.perf_counter() - window_start  # before validation: it is not training time
-            val_loss = None
-            if val_loader is not None and (step % cfg.validation.interval == 0 or last):
-                val_loss = validate(
-                    parts, pipe, val_loader, cfg.validation.steps, dims, device, autocast, loss_ctx
-                )
-                result.val_losses[step] = val_loss
-            if step % cfg.metrics.log_interval == 0 or step == start + 1 or last or val_loss is not None:
-                tokens_per_s = tokens_per_step * window_steps / elapsed
-                tflops = flops_per_token * tokens_per_s / world_size / 1e12  # per device
-                record = {
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": grad_norm_value,
-                    "tokens_per_s": tokens_per_s,
-                    "tflops": tflops,
-                    "mfu": tflops / peak if peak else None,
-                    "mem_gib": memory_gib(device),
-                    "data_wait_s": data_wait / window_steps,
-                }
-                if val_loss is not None:
-                    record["val_loss"] = val_loss
-                if skipped:
-                    record["skipped_steps"] = skipped
-                if spike:
-                    record["loss_spike"] = True
-                logger.log(step, record)
-                window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
-
-            if step == start + 1:
-                shorten_pg_timeout(1.5 * t.step_timeout_s)
-            watchdog.beat(step)
-            ckpt.poll()
-            signum = signals.requested()
-            if signum:
-                name = signal.Signals(signum).name
-                watchdog.pause(t.first_step_timeout_s)
-                if cfg.checkpoint.enabled:
-                    ckpt.save(step, sync=True)
-                raise TrainingStopped(EXIT_PREEMPTED, f"{name} received: stopped after step {step}", step)
-            if ckpt.should_save(step, last):
-                watchdog.pause(t.first_step_timeout_s)
-                ckpt.save(step, sync=last)
-
-        if tokenizer is not None:
-            result.sample = sample(full_state_dict(parts, dims, rank), args, cfg, tokenizer)
-            if rank == 0:
-                print(f"sample: {result.sample}", flush=True)
-    finally:
-        watchdog.close()
-        signals.restore()
-        ckpt.close()
-        logger.close()
-    return result
-
-
-register_configs()
-
-
-@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+        train(compose_config(argv, data_path=None))
+    except ConfigError as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"config error: {e}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

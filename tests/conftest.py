@@ -102,8 +102,9 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import pretrain.train  # noqa: F401  (registers the schema)
+    from pretrain.job_config import register_configs
 
+    register_configs()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return hydra_compose("train", overrides=overrides)
 

@@ -12,9 +12,9 @@ import pytest
 
 from data_pipeline.cli import SAMPLE_DIR, main
 from data_pipeline.io import list_parquet
-from data_pipeline.pack import read_manifest
+from data_pipeline.packed_format import read_manifest
 from data_pipeline.sample.build_shakespeare import heading_number, text_documents
-from pretrain.tokenizer import Tokenizer
+from data_pipeline.tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 

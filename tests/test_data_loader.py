@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.pack import MANIFEST, PACKED_FORMAT, SHARD_SCHEMA
+from data_pipeline.packed_format import MANIFEST, PACKED_FORMAT, SHARD_SCHEMA
 from pretrain.data import CACHED_BLOCKS, PackedDataset, StepLoader
 
 SEQ = 8

@@ -1,4 +1,4 @@
-"""`python -m parallel.dryrun`: real shard shapes of a TP x PP x FSDP layout, on a fake process group."""
+"""`python -m pretrain.dryrun`: real shard shapes of a TP x PP x FSDP layout, on a fake process group."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from parallel.dryrun import main
 from parallel.pipeline import split_layers
 from pretrain.configs import PUBLISHED_PARAMS, get_model_config
+from pretrain.dryrun import main
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT_8B = ["model=llama3_8b", "parallel.tp=8", "parallel.pp=4", "parallel.dp_shard=4", "data.seq_len=8192"]
+LAYOUT_8B = [
+    "model=llama3_8b", "parallel.tp=8", "parallel.pp=4", "parallel.dp_shard=4", "data.seq_len=8192",
+    "training.global_batch_size=16", "training.micro_batch_size=1",
+]  # fmt: skip
 TP, PP, DP = 8, 4, 4
 COLWISE = ("attention.wq", "attention.wk", "attention.wv", "feed_forward.w1", "feed_forward.w3", "output")
 ROWWISE = ("attention.wo", "feed_forward.w2")
@@ -23,7 +26,7 @@ ROWWISE = ("attention.wo", "feed_forward.w2")
 
 def dryrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "parallel.dryrun", *args]
+    cmd = [sys.executable, "-m", "pretrain.dryrun", *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -136,7 +139,8 @@ def test_bad_layouts_exit_2_with_a_message(args, message, capsys):
 def test_405b_middle_stage_fits_its_share():
     """Llama 3 405B on 16384 ranks (TP8 x PP16 x DP128): rank 9000 is pp 8, dp 101, tp 0."""
     layout = ["model=llama3_405b", "parallel.tp=8", "parallel.pp=16", "parallel.dp_shard=128"]
-    r = dryrun_json(*layout, "data.seq_len=8192", "--rank", "9000")
+    batch = ["training.global_batch_size=2048", "training.micro_batch_size=1"]
+    r = dryrun_json(*layout, *batch, "data.seq_len=8192", "--rank", "9000")
     assert r["world_size"] == 16384
     assert r["coords"] == {"pp": 8, "dp_replicate": 0, "dp_shard": 101, "tp": 0}
     assert len(r["stages"][0]["layers"]) == 8

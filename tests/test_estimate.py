@@ -13,7 +13,8 @@ from conftest import REPO
 from torch import nn
 
 from parallel.activation_checkpoint import apply_ac
-from parallel.estimate import (
+from pretrain.configs import get_model_config
+from pretrain.estimate import (
     GIB,
     block_activations,
     bubble_fraction,
@@ -21,7 +22,6 @@ from parallel.estimate import (
     in_flight,
     main,
 )
-from pretrain.configs import get_model_config
 from pretrain.job_config import TrainConfig
 from pretrain.model import TransformerBlock, precompute_freqs_cis
 
@@ -48,7 +48,7 @@ LAYOUTS = [
     {"tp": 2, "dp_shard": 2, "dp_replicate": 2, "pp": 4},
     {"tp": 4, "dp_shard": 2, "pp": 2, "pp_schedule": "Interleaved1F1B", "pp_stages_per_rank": 4},
     {"tp": 2, "dp_shard": 4, "pp": 4, "pp_schedule": "ZBVZeroBubble", "pp_first_stage_extra": 1.0},
-    {"pp": 4, "pp_layers_per_stage": [5, 9, 9, 9]},
+    {"pp": 4, "dp_shard": 2, "pp_layers_per_stage": [5, 9, 9, 9]},
 ]
 
 
@@ -75,7 +75,7 @@ def test_tp_fsdp_and_pp_each_cut_parameter_memory_by_their_degree():
     tp8 = estimate(_cfg("llama3_70b", tp=8)).ranks[0].params
     assert tp8 == pytest.approx(4 * ((args.num_params() - norms) / 8 + norms))
     assert whole / tp8 == pytest.approx(8, rel=1e-3)
-    pp = estimate(_cfg("llama3_70b", pp=4, pp_last_stage_extra=0.0)).ranks
+    pp = estimate(_cfg("llama3_70b", pp=4, pp_last_stage_extra=0.0, dtype="float32")).ranks
     assert [r.blocks for r in pp] == [20, 20, 20, 20]
     blocks = args.num_params(embeddings=False) - args.dim  # everything but embedding, final norm, output
     assert pp[1].params == pytest.approx(4 * blocks / 4) == pp[2].params
@@ -202,7 +202,7 @@ def test_step_time_reproduces_torchtitan_8b_fsdp_throughput():
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "parallel.estimate", *args]
+    cmd = [sys.executable, "-m", "pretrain.estimate", *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -19,13 +19,15 @@ LAYOUT = [
     "parallel.tp=8",
     "parallel.dp_shard=4",
     "slurm.nodes=4",
+    "training.micro_batch_size=1",
 ]
 
 
 def test_dry_run_prints_srun_torchrun_with_c10d_rendezvous():
     proc = subprocess.run(
         [sys.executable, "launch/submit.py", "--dry-run", "model=llama3_debug", "data.path=/shared/d",
-         "slurm.nodes=2", "slurm.gpus_per_node=4", "run.dir=/shared/runs/x", "slurm.partition=gpu"],
+         "slurm.nodes=2", "slurm.gpus_per_node=4", "run.dir=/shared/runs/x", "slurm.partition=gpu",
+         "training.micro_batch_size=1"],
         cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +53,10 @@ def test_dry_run_prints_srun_torchrun_with_c10d_rendezvous():
 
 def test_relative_paths_become_absolute_and_each_submission_gets_a_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    script, job = submit(["model=llama3_debug", "data.path=data/x", "slurm.gpus_per_node=2"], dry_run=True)
+    script, job = submit(
+        ["model=llama3_debug", "data.path=data/x", "slurm.gpus_per_node=2", "training.micro_batch_size=1"],
+        dry_run=True,
+    )
     assert job is None
     assert f"data.path={tmp_path}/data/x" in script
     assert f"run.dir={tmp_path}/runs/andes-" in script
@@ -60,13 +65,13 @@ def test_relative_paths_become_absolute_and_each_submission_gets_a_run_dir(tmp_p
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ([*LAYOUT, "slurm.nodes=2"], "2 x 8 = 16 ranks, but parallel degrees"),
+        ([*LAYOUT, "slurm.nodes=2"], "= 32 but world_size=16 .world size 16 = slurm.nodes x processes"),
         ([*LAYOUT[:-1], "parallel.dp_shard=-1", "slurm.nodes=1", "parallel.pp=16"], "world_size=8"),
         ([*LAYOUT, "parallel.tp=3", "parallel.dp_shard=-1", "slurm.gpus_per_node=3"], "parallel.tp=3"),
         ([*LAYOUT, "run.dir=/tmp/run"], "node-local"),
         ([*LAYOUT, "slurm.nproc_per_node=16"], "exceeds slurm.gpus_per_node=8"),
         (["model=llama3_8b"], "data.path=DIR is required"),
-        ([*LAYOUT, "slurm.nodez=1"], "bad config override"),
+        ([*LAYOUT, "slurm.nodez=1"], "unknown config key slurm.nodez"),
     ],
 )
 def test_bad_requests_fail_before_submitting(overrides, message):

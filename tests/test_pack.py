@@ -16,8 +16,9 @@ from data_pipeline.io import (
     list_parquet,
     read_text_column,
 )
-from data_pipeline.pack import PACKED_FORMAT, is_val_document, pack_chunks, read_manifest
-from pretrain.tokenizer import Tokenizer
+from data_pipeline.pack import is_val_document, pack_chunks
+from data_pipeline.packed_format import PACKED_FORMAT, read_manifest
+from data_pipeline.tokenizer import Tokenizer
 
 SEQ_LEN = 16
 WORDS = [

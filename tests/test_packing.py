@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.cli import main
-from data_pipeline.pack import mix_selection, pack, read_manifest
+from data_pipeline.pack import mix_selection, pack
+from data_pipeline.packed_format import read_manifest
 from data_pipeline.packing import assemble, best_fit_decreasing, best_fit_rows, concat_chunks, split_pieces
+from data_pipeline.tokenizer import Tokenizer
 from pretrain.data import PackedDataset
-from pretrain.tokenizer import Tokenizer
 
 
 def reference_best_fit(lengths: list[int], capacity: int) -> list[list[int]]:

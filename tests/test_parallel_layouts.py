@@ -124,8 +124,14 @@ def check_equal(results, ref) -> None:
     merged: dict[str, np.ndarray] = {}
     state = results[0][2]
     assert state.keys() == ref_state.keys()
-    for name, value in state.items():  # the weights after 3 optimizer steps, gathered on rank 0
-        np.testing.assert_allclose(value, ref_state[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    # The weights after STEPS AdamW steps, gathered on rank 0. Adam divides by the gradient's own
+    # magnitude, so for an element whose gradient is near zero, rounding differences between
+    # kernels (AVX2 vs AVX-512 machines) can move it by a visible fraction of the step size;
+    # the absolute tolerance is 1% of the largest possible movement (lr per step). A wrong
+    # update would differ by about the whole step size; gradients are compared tightly below.
+    weight_atol = 1e-2 * TrainConfig().optim.lr * STEPS
+    for name, value in state.items():
+        np.testing.assert_allclose(value, ref_state[name], rtol=1e-4, atol=weight_atol, err_msg=name)
     for losses, grads, _ in results:
         np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
         merged.update(grads)  # pipeline ranks hold different layers; dp/tp ranks the same values
@@ -141,7 +147,7 @@ LAYOUTS = {
     "dp2xtp2": (4, {"tp": 2, "dp_shard": 2}),
     "tp2-ac": (2, {"tp": 2, "activation_checkpoint": "full"}),
     "tp2-selective-op-ac": (2, {"tp": 2, "activation_checkpoint": "selective_op"}),
-    # TP + compile could zero the embedding gradient silently (TORCH_CPU_NOTES.md).
+    # TP + compile could zero the embedding gradient silently (docs/torch_cpu_notes.md).
     "tp2-ac-compile": (2, {"tp": 2, "activation_checkpoint": "full", "compile": True}),
     "dp2xtp2-compile": (4, {"tp": 2, "dp_shard": 2, "compile": True}),
     "pp2-1F1B": (2, {"pp": 2, "pp_schedule": "1F1B"}),

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from web_corpus import prose_documents
 
 from data_pipeline.cli import main
-from data_pipeline.pack import read_manifest
+from data_pipeline.packed_format import read_manifest
 from data_pipeline.recipe import load_recipe, parse_stages, run_recipe
 
 REPO = Path(__file__).resolve().parents[1]

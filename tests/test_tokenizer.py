@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pretrain.tokenizer as tokenizer_module
+import data_pipeline.tokenizer as tokenizer_module
+from data_pipeline.tokenizer import MAX_RUN_CHARS, Tokenizer, long_runs, split_for_tiktoken
 from data_pipeline.train_tokenizer import (
     byte_level_to_bytes,
     train_hf_bpe,
     train_tokenizer,
     train_tokenizer_from_parquet,
 )
-from pretrain.tokenizer import MAX_RUN_CHARS, Tokenizer, long_runs, split_for_tiktoken
 
 FRAGMENTS = [
     "The quick brown fox jumps over the lazy dog. ",

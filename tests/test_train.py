@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, compose, tiny_overrides, write_packed
 
 from pretrain.fault import TrainingStopped
+from pretrain.job_config import ConfigError
 from pretrain.train import train
 
 
@@ -98,7 +99,7 @@ def test_torchrun_bad_degrees_fail_on_every_rank(packed_data, tmp_path):
         (["model.name=llama3_9b"], ValueError, "unknown model 'llama3_9b'"),
         (["model.max_seq_len=16"], ValueError, "data.seq_len=32 exceeds max_seq_len=16"),
         (["data.seq_len=64"], ValueError, "packed with seq_len=32"),
-        (["training.micro_batch_size=3"], ValueError, "multiple of micro_batch_size"),
+        (["training.micro_batch_size=3"], ValueError, "multiple of training.micro_batch_size"),
         (["training.global_batch_size=1024", "training.micro_batch_size=1024"], ValueError, "exceeds the 64"),
         (["parallel.tp=2"], ValueError, "world_size=1"),
         (["training.dtype=float16"], ValueError, "training.dtype"),
@@ -118,7 +119,7 @@ def test_vocab_mismatch_names_the_fix(tmp_path):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no manifest"):
+    with pytest.raises(ConfigError, match="no manifest"):
         train(compose(tiny_overrides(tmp_path / "nowhere", tmp_path / "run")))
 
 
@@ -137,8 +138,8 @@ def test_sample_after_training_uses_the_data_tokenizer(tmp_path):
     import pyarrow.parquet as pq
 
     from data_pipeline.pack import pack_chunks
+    from data_pipeline.tokenizer import Tokenizer
     from data_pipeline.train_tokenizer import train_tokenizer
-    from pretrain.tokenizer import Tokenizer
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -1,0 +1,185 @@
+"""Everything checked before a run starts: layout, data and resume, with no process group or model.
+
+One function per question, shared by the trainer, `pretrain.estimate`, `pretrain.dryrun` and
+`launch/submit.py`, so they accept and reject the same configs with the same messages. Every
+failure is a `ConfigError` naming the key or file; the trainer prints it as one line (rank 0)
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from data_pipeline.tokenizer import Tokenizer
+from parallel.dims import ParallelDims
+from parallel.pipeline import check_microbatches
+from parallel.tensor_parallel import check_tp
+from pretrain.build import pipeline_split
+from pretrain.checkpoint import latest_step, step_dir
+from pretrain.configs import ModelArgs, get_model_config
+from pretrain.data import PackedDataset, check_batch_split
+from pretrain.job_config import ConfigError, TrainConfig
+
+SCHEDULE_KEYS = ("optim.", "lr.", "training.steps")
+"""Keys that shape the optimizer state or the LR schedule a checkpoint carries on."""
+DATA_ORDER_KEYS = ("training.seed", "training.global_batch_size")
+"""Keys the saved loader position depends on (pretrain.data.StepLoader): they cannot change."""
+IGNORED_ON_RESUME = ("checkpoint.load_step", "checkpoint.override_opt_schedule")
+
+
+def model_args(cfg: TrainConfig) -> ModelArgs:
+    """The named model shape with its `model.*` overrides."""
+    try:
+        return get_model_config(cfg.model.name, **cfg.model.overrides())
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def check_layout(cfg: TrainConfig, world_size: int) -> ParallelDims:
+    """Degrees, batch split and pipeline split against the world size and the model shape."""
+    p, t = cfg.parallel, cfg.training
+    try:
+        dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world_size, cp=p.cp)
+        args = model_args(cfg)
+        if cfg.data.seq_len > args.max_seq_len:
+            raise ConfigError(
+                f"data.seq_len={cfg.data.seq_len} exceeds max_seq_len={args.max_seq_len} "
+                f"of model {cfg.model.name!r}"
+            )
+        check_tp(args, p.tp, cfg.data.seq_len)
+        if dims.pp_enabled:
+            pipeline_split(args, cfg)
+        n_micro = check_batch_split(t.global_batch_size, t.micro_batch_size, dims.dp_size)
+        if dims.pp_enabled:
+            check_microbatches(p.pp_schedule, p.pp, n_micro)
+            if t.dtype != "float32" and not dims.dp_enabled:
+                raise ConfigError(
+                    f"training.dtype={t.dtype} with a pipeline needs FSDP's mixed precision: use a "
+                    "data-parallel degree > 1 (parallel.dp_shard) or training.dtype=float32"
+                )
+    except ConfigError:
+        raise
+    except ValueError as e:  # the parallel/ checks name their key
+        raise ConfigError(str(e)) from None
+    return dims
+
+
+@dataclass
+class RunData:
+    """The datasets a run reads, opened and checked against the model before training."""
+
+    train: PackedDataset
+    val: PackedDataset | None
+    tokenizer: Tokenizer | None
+    """For sampling after training (training.sample_prompt)."""
+
+
+def _open(path: str, cfg: TrainConfig) -> PackedDataset:
+    try:
+        return PackedDataset(path, cfg.data.seq_len)
+    except (ValueError, OSError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def open_data(cfg: TrainConfig, args: ModelArgs) -> RunData:
+    """Training and validation shards, their tokenizer checked against the model and each other."""
+    train = _open(cfg.data.path, cfg)
+    tok = train.tokenizer_info
+    if tok["n_vocab"] > args.vocab_size:
+        raise ConfigError(
+            f"model {cfg.model.name!r} has vocab_size={args.vocab_size} but {train.path} was tokenized "
+            f"with {tok['name']!r} (n_vocab={tok['n_vocab']}); set model.vocab_size={tok['n_vocab']} or "
+            "pack the data with a matching tokenizer"
+        )
+    if cfg.training.global_batch_size > len(train):
+        raise ConfigError(
+            f"training.global_batch_size={cfg.training.global_batch_size} exceeds the {len(train)} "
+            f"sequences in {train.path}"
+        )
+    val = _open(cfg.validation.path, cfg) if cfg.validation.path else None
+    if val is not None and val.tokenizer_info["sha256"] != tok["sha256"]:
+        raise ConfigError(
+            f"validation.path={val.path} was packed with tokenizer {val.tokenizer_info['name']!r} "
+            f"(sha256 {val.tokenizer_info['sha256'][:12]}), the training data {train.path} with "
+            f"{tok['name']!r} (sha256 {tok['sha256'][:12]}): pack both with the same tokenizer"
+        )
+    return RunData(train, val, sample_tokenizer(cfg, tok) if cfg.training.sample_prompt else None)
+
+
+def sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> Tokenizer:
+    """The tokenizer for sampling, which must be the one the data was packed with."""
+    try:
+        tok = Tokenizer.from_file(cfg.data.tokenizer)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"data.tokenizer={cfg.data.tokenizer!r}: {e}") from None
+    if tok.sha256 != tokenizer_info["sha256"]:
+        raise ConfigError(
+            f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
+            f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
+        )
+    return tok
+
+
+def resume_step(cfg: TrainConfig) -> int | None:
+    """The checkpoint step this config resumes from (None: a fresh start)."""
+    root = Path(cfg.run.dir) / "checkpoints"
+    if cfg.checkpoint.load_step is not None:
+        return cfg.checkpoint.load_step
+    if not cfg.checkpoint.enabled:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Checkpointer repeats the fallback warning on rank 0
+        return latest_step(root)
+
+
+def _flat(node: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(cfg: TrainConfig, step: int) -> dict[str, tuple[object, object]] | None:
+    """{key: (checkpoint's value, this config's)} for every key that differs; None if unrecorded."""
+    saved = step_dir(Path(cfg.run.dir) / "checkpoints", step) / "config.yaml"
+    if not saved.is_file():
+        return None
+    try:
+        old = _flat(OmegaConf.to_container(OmegaConf.load(saved)))
+    except Exception as e:  # a hand-edited or damaged file: say which
+        raise ConfigError(f"{saved}: not a readable config ({type(e).__name__}: {e})") from None
+    new = _flat(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    keys = sorted((set(old) | set(new)) - set(IGNORED_ON_RESUME))
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def check_resume(cfg: TrainConfig, step: int) -> list[str]:
+    """Changed keys since checkpoint `step`, as lines to print; raises on unapplied schedule changes."""
+    changes = config_changes(cfg, step)
+    if changes is None:
+        return [f"resume: checkpoint step-{step} has no config.yaml (older andes): changes are not checked"]
+    order = {k: v for k, v in changes.items() if k in DATA_ORDER_KEYS}
+    if order:
+        listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in order.items())
+        raise ConfigError(
+            f"resuming step {step} with {listed}: the saved data position follows the old data order; "
+            "restore the old value or start a new run (checkpoint.initial_load_path keeps the weights)"
+        )
+    schedule = {k: v for k, v in changes.items() if k.startswith(SCHEDULE_KEYS)}
+    if schedule and not cfg.checkpoint.override_opt_schedule:
+        listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in schedule.items())
+        raise ConfigError(
+            f"resuming step {step} with changed optimizer/schedule settings ({listed}): set "
+            "checkpoint.override_opt_schedule=true to apply them from this step on, or restore them"
+        )
+    if not changes:
+        return []
+    listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
+    return [f"resume: changed since step {step}: {listed}"]
