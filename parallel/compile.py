@@ -19,7 +19,7 @@ def apply_compile(model: nn.Module, *, tp: bool = False) -> nn.Module:
 
     With tensor parallelism the embedding's (sequence-sharded) output is cloned before it enters a
     compiled block: without that copy a compiled block fed by the RowwiseParallel embedding trained
-    with an all-zero embedding gradient on CPU (see TORCH_CPU_NOTES.md); the clone costs one
+    with an all-zero embedding gradient on CPU (see docs/torch_cpu_notes.md); the clone costs one
     activation copy per step.
     """
     for block in model.layers.values():
