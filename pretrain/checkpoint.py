@@ -79,6 +79,16 @@ def latest_step(root: Path) -> int | None:
     return steps[-1] if steps else None
 
 
+def require_complete(root: Path, step: int, *, explicit: bool = True) -> None:
+    """Raise naming the step (and the complete ones) unless checkpoint `step` is complete."""
+    if not (step_dir(root, step) / METADATA).is_file():
+        what = "checkpoint.load_step" if explicit else "checkpoint step"
+        raise FileNotFoundError(
+            f"{what}={step}: {step_dir(root, step)} is not a complete checkpoint "
+            f"(complete: {complete_steps(root) or 'none'})"
+        )
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -240,32 +250,9 @@ class Checkpointer:
                 shutil.rmtree(p, ignore_errors=True)
 
     # --- load ----------------------------------------------------------------------------------
-    def resume_step(self) -> int | None:
-        """The step to resume from (agreed with rank 0), or None to start fresh."""
-        step: int | None = None
-        if self.cfg.enabled or self.cfg.load_step is not None:
-            if self.cfg.load_step is not None:
-                step = self.cfg.load_step
-                self._require_complete(step)
-            else:
-                step = latest_step(self.root)
-        if dist.is_initialized():
-            box = [step]
-            dist.broadcast_object_list(box, src=0)
-            step = box[0]
-        return step
-
-    def _require_complete(self, step: int) -> None:
-        if not (step_dir(self.root, step) / METADATA).is_file():
-            what = "checkpoint.load_step" if self.cfg.load_step == step else "checkpoint step"
-            raise FileNotFoundError(
-                f"{what}={step}: {step_dir(self.root, step)} is not a complete "
-                f"checkpoint (complete: {complete_steps(self.root) or 'none'})"
-            )
-
     def load(self, step: int) -> None:
         """Restore model, optimizer, schedule, loader position (and RNG in the same world size)."""
-        self._require_complete(step)
+        require_complete(self.root, step, explicit=self.cfg.load_step == step)
         path = step_dir(self.root, step)
         state = self.state_dict(step)
         rng_key = f"rng_rank{self.rank}"

@@ -8,6 +8,7 @@ and exits with code 2.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,9 @@ from data_pipeline.tokenizer import Tokenizer
 from parallel.dims import ParallelDims
 from parallel.pipeline import check_microbatches
 from parallel.tensor_parallel import check_tp
+from pretrain import safe_dcp
 from pretrain.build import pipeline_split
-from pretrain.checkpoint import latest_step, step_dir
+from pretrain.checkpoint import latest_step, require_complete, step_dir
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import PackedDataset, check_batch_split
 from pretrain.job_config import ConfigError, TrainConfig
@@ -125,15 +127,28 @@ def sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> Tokenizer:
 
 
 def resume_step(cfg: TrainConfig) -> int | None:
-    """The checkpoint step this config resumes from (None: a fresh start)."""
+    """The checkpoint step this config resumes from (None: a fresh start), its metadata checked.
+
+    Every rank reads the same shared checkpoint directory before anything is written, so all
+    ranks agree without a collective. The metadata is read here through the allowlisting reader
+    (pretrain/safe_dcp.py), so a crafted or damaged checkpoint stops the run before it starts.
+    """
     root = Path(cfg.run.dir) / "checkpoints"
-    if cfg.checkpoint.load_step is not None:
-        return cfg.checkpoint.load_step
-    if not cfg.checkpoint.enabled:
+    step = cfg.checkpoint.load_step
+    if step is None and cfg.checkpoint.enabled:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore" if int(os.environ.get("RANK", "0")) else "default")
+            step = latest_step(root)
+    if step is None:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the Checkpointer repeats the fallback warning on rank 0
-        return latest_step(root)
+    try:
+        require_complete(root, step, explicit=cfg.checkpoint.load_step is not None)
+        safe_dcp.read_metadata(step_dir(root, step))
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    except safe_dcp.CheckpointReadError as e:
+        raise ConfigError(f"{e}; remove it or set checkpoint.load_step to an earlier step") from None
+    return step
 
 
 def _flat(node: dict, prefix: str = "") -> dict[str, object]:

@@ -18,6 +18,7 @@ from conftest import REPO, compose, tiny_overrides
 
 from pretrain.checkpoint import latest_step, step_dir
 from pretrain.fault import EXIT_HANG, EXIT_NONFINITE, EXIT_PREEMPTED, TrainingStopped
+from pretrain.job_config import ConfigError
 from pretrain.train import train
 
 STEPS = 12
@@ -174,7 +175,7 @@ def test_incomplete_latest_falls_back_and_corrupt_checkpoint_names_itself(
         f.write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match=r"step-4 could not be loaded.*other complete steps: \[2\]"):
         train(compose(overrides(packed_data, run, "training.steps=6", "lr.warmup_steps=2")))
-    with pytest.raises(FileNotFoundError, match="load_step=5"):
+    with pytest.raises(ConfigError, match="load_step=5.*is not a complete checkpoint"):
         train(compose(overrides(packed_data, run, "checkpoint.load_step=5")))
 
 

@@ -22,6 +22,7 @@ from conftest import REPO, compose, tiny_overrides
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from pretrain import export, safe_dcp
+from pretrain.job_config import ConfigError
 from pretrain.safe_dcp import CheckpointReadError
 from pretrain.train import train
 
@@ -91,7 +92,8 @@ def _export(args: list[str], capsys) -> tuple[int, str]:
 def test_metadata_payload_refused_on_resume(packed_data, run, tmp_path):
     marker = tmp_path / "pwned"
     _plant_metadata_payload(_step(run), marker)
-    with pytest.raises(CheckpointReadError, match=r"step-2/\.metadata: refused to unpickle posix\.system"):
+    # Caught before the process group and the model exist: a config error (one line, exit 2).
+    with pytest.raises(ConfigError, match=r"step-2/\.metadata: refused to unpickle posix\.system"):
         _resume(packed_data, run)
     assert not marker.exists()
 
@@ -160,7 +162,7 @@ def test_bad_metadata_is_one_error_naming_the_file(packed_data, run, tmp_path, c
     corrupt, message = BAD_METADATA[kind]
     meta = _step(run) / ".metadata"
     meta.write_bytes(corrupt(meta.read_bytes()))
-    with pytest.raises(CheckpointReadError, match=f"{meta}: {message}.*checkpoint.load_step"):
+    with pytest.raises(ConfigError, match=f"{meta}: {message}.*checkpoint.load_step"):
         _resume(packed_data, run)
     code, err = _export(["--checkpoint", str(_step(run)), "--out", str(tmp_path / "hf")], capsys)
     assert code == 1 and err.count("\n") == 1 and f"{meta}: {message}" in err
