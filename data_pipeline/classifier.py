@@ -549,11 +549,13 @@ def run_classify(
     pass (`threshold_for_top_fraction`); the second pass is an ordinary filter run with one `quality`
     step. The derived threshold is added to stats.json under `classify`.
     """
+    from data_pipeline.guard import check_io
     from data_pipeline.stages import run_filter
     from data_pipeline.stats import write_stats
 
     if threshold is not None and top_fraction is not None:
         raise ValueError("give a threshold or a top fraction, not both")
+    check_io([input, model], [output], filter_kwargs.get("allow_incomplete", False))
     derived = None
     if top_fraction is not None:
         derived = threshold_for_top_fraction(

@@ -11,8 +11,10 @@ from data_pipeline.commands.artifacts import cmd_pack, cmd_train_classifier, cmd
 from data_pipeline.commands.info import SAMPLE_DIR, cmd_sample_path, cmd_stats, cmd_steps
 from data_pipeline.commands.options import (
     PROG,
+    _count,
     _fraction,
     _positive_int,
+    allow_incomplete_option,
     executor_option,
     io_options,
     shard_output_options,
@@ -20,6 +22,15 @@ from data_pipeline.commands.options import (
 from data_pipeline.commands.recipe import cmd_run
 from data_pipeline.commands.slurm import SLURM_DESTS, check_executor_options, slurm_options, submit_slurm
 from data_pipeline.commands.stages import cmd_classify, cmd_dedup, cmd_filter, filter_step_specs
+from data_pipeline.config import (
+    DEDUP_METHODS,
+    PACK_STRATEGIES,
+    DedupStage,
+    PackStage,
+    TrainTokenizerStage,
+    field_type,
+    number_type,
+)
 from data_pipeline.executors.local import ExecutorError
 from data_pipeline.shard import Interrupted
 
@@ -70,14 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
     sub.add_argument("--output", required=True, type=Path, help="ranks file to write")
     sub.add_argument(
-        "--vocab-size", required=True, type=_positive_int, help="total vocab incl. 256 special tokens"
+        "--vocab-size",
+        required=True,
+        type=field_type(TrainTokenizerStage, "vocab_size"),
+        help="total vocab incl. 256 special tokens",
     )
     sub.add_argument(
         "--max-chars",
-        type=_positive_int,
+        type=field_type(TrainTokenizerStage, "max_chars"),
         default=None,
         help="train on at most this many characters (default: all)",
     )
+    allow_incomplete_option(sub)
     executor_option(sub)
     slurm_options(sub, arrays=False)
 
@@ -90,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--strategy",
-        choices=["best_fit", "concat"],
-        default="best_fit",
+        choices=PACK_STRATEGIES,
+        default=PackStage.strategy,
         help="best_fit: best-fit-decreasing, documents that fit a row are never split (Ding et al. 2024); "
         "concat: concatenate and chunk",
     )
@@ -102,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated token share of each --input, e.g. 0.5,0.25,0.17,0.08 (Llama 3's mix)",
     )
     sub.add_argument("--output", required=True, type=Path, help="output directory (replaced atomically)")
-    sub.add_argument("--seq-len", required=True, type=_positive_int, help="training sequence length")
+    sub.add_argument(
+        "--seq-len", required=True, type=field_type(PackStage, "seq_len"), help="training sequence length"
+    )
     sub.add_argument(
         "--tokenizer",
         type=Path,
@@ -110,12 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiktoken ranks file (default: the Llama 3 model shipped in llama-models)",
     )
     sub.add_argument(
-        "--val-fraction", type=_fraction, default=0.0, help="fraction of documents for output/val/"
+        "--val-fraction",
+        type=field_type(PackStage, "val_fraction"),
+        default=PackStage.val_fraction,
+        help="fraction of documents for output/val/",
     )
-    sub.add_argument("--rows-per-shard", type=_positive_int, default=4096, help="sequences per Parquet shard")
     sub.add_argument(
-        "--seed", type=int, default=0, help="salt of the id hash that picks validation documents"
+        "--rows-per-shard",
+        type=field_type(PackStage, "rows_per_shard"),
+        default=PackStage.rows_per_shard,
+        help="sequences per Parquet shard",
     )
+    sub.add_argument(
+        "--seed",
+        type=field_type(PackStage, "seed"),
+        default=PackStage.seed,
+        help="salt of the id hash that picks validation documents",
+    )
+    allow_incomplete_option(sub)
     executor_option(sub)
     slurm_options(sub, arrays=False)
 
@@ -154,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     slurm_options(sub)
     sub.add_argument(
         "--method",
-        choices=["minhash", "exact", "url"],
-        default="minhash",
+        choices=DEDUP_METHODS,
+        default=DedupStage.method,
         help="minhash: near duplicates by 5-gram Jaccard (LSH); exact: equal normalised text; "
         "url: same URL, keeping the newest version",
     )
@@ -164,22 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every document, adding <method>_cluster (keeper's key) and <method>_duplicate columns",
     )
-    sub.add_argument("--ngram", type=_positive_int, default=5, help="words per shingle (minhash)")
-    sub.add_argument("--bands", type=_positive_int, default=14, help="LSH bands (minhash; FineWeb: 14)")
-    sub.add_argument("--rows", type=_positive_int, default=8, help="MinHash values per band (FineWeb: 8)")
+    for flag, field in (("--ngram", "ngram_size"), ("--bands", "bands"), ("--rows", "rows")):
+        sub.add_argument(
+            flag,
+            type=field_type(DedupStage, field),
+            default=getattr(DedupStage, field),
+            help=DedupStage.__dataclass_fields__[field].metadata["help"],
+        )
     sub.add_argument(
         "--threshold",
-        type=float,
+        type=number_type(float, "(0, 1)"),
         default=None,
         help="pick bands x rows for this Jaccard threshold out of --num-perm permutations instead",
     )
     sub.add_argument("--num-perm", type=_positive_int, default=112, help="permutations for --threshold")
-    sub.add_argument("--seed", type=int, default=1, help="MinHash permutation seed (datasketch's default)")
+    sub.add_argument(
+        "--seed",
+        type=field_type(DedupStage, "seed"),
+        default=DedupStage.seed,
+        help="MinHash permutation seed (datasketch's default)",
+    )
     sub.add_argument("--s-curve", action="store_true", help="print P(candidate) by Jaccard and exit")
     sub.add_argument(
         "--verify-threshold",
-        type=float,
-        default=0.75,
+        type=field_type(DedupStage, "verify_threshold"),
+        default=DedupStage.verify_threshold,
         help="minhash: link an LSH candidate pair only if its estimated Jaccard reaches this",
     )
     sub.add_argument(
@@ -202,14 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--list-stages", action="store_true", help="print this run's stage names and exit")
     sub.add_argument(
         "--partitions",
-        type=_positive_int,
+        type=field_type(DedupStage, "partitions"),
         default=None,
         help="bucket partitions (default: enough for --rows-per-partition each)",
     )
     sub.add_argument(
         "--rows-per-partition",
-        type=_positive_int,
-        default=4_000_000,
+        type=field_type(DedupStage, "rows_per_partition"),
+        default=DedupStage.rows_per_partition,
         help="bucket rows (72 bytes each with verification) one buckets task sorts in memory; bounds memory",
     )
     shard_output_options(sub)
@@ -239,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--output", required=True, type=Path, help="model file to write (e.g. quality.bin)")
     sub.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (DCLM: 5)")
-    sub.add_argument("--lr", type=float, default=0.1, help="learning rate (DCLM: 0.1)")
+    sub.add_argument(
+        "--lr", type=number_type(float, "(0, inf)"), default=0.1, help="learning rate (DCLM: 0.1)"
+    )
     sub.add_argument("--word-ngrams", type=_positive_int, default=2, help="word n-gram length (DCLM: 2)")
     sub.add_argument("--dim", type=_positive_int, default=100, help="embedding size (DCLM: 100)")
     sub.add_argument("--min-count", type=_positive_int, default=1, help="minimum word count (DCLM: 1)")
@@ -263,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fastText threads (default: all cores; 1 gives a bit-for-bit repeatable model)",
     )
     sub.add_argument("--quiet", action="store_true", help="no fastText progress output")
+    allow_incomplete_option(sub)
 
     sub = add(
         "classify", cmd_classify, "score documents with a fastText classifier; keep a threshold or top share"
@@ -281,16 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--positive-label", default="hq", help="label whose probability is the score (train-classifier: hq)"
     )
     keep = sub.add_mutually_exclusive_group()
-    keep.add_argument("--threshold", type=float, default=None, help="drop documents scoring below this")
+    keep.add_argument(  # the quality step's threshold (filters/quality.py)
+        "--threshold",
+        type=number_type(float, "[0, 1]"),
+        default=None,
+        help="drop documents scoring below this",
+    )
     keep.add_argument(
         "--top-fraction",
-        type=float,
+        type=number_type(float, "(0, 1]"),
         default=None,
         help="keep this share of documents with the highest scores (DCLM: 0.1)",
     )
     sub.add_argument(
         "--sample",
-        type=int,
+        type=_count,
         default=1_000_000,
         help="--top-fraction: score about this many sampled documents for the threshold (0: all)",
     )
@@ -316,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I[:SUB]",
         help="run only stage I (0-based), or sub-stage SUB of a dedup stage (e.g. 1:hash)",
     )
-    sub.add_argument("--rank", type=int, default=0, help="with --stage: this task's index")
+    sub.add_argument("--rank", type=_count, default=0, help="with --stage: this task's index")
     sub.add_argument(
         "--world-size",
         type=_positive_int,
@@ -334,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1_000_000,
         help="read at most about this many rows for the distributions (counts cover all files)",
     )
+    allow_incomplete_option(sub)
 
     sub = add("steps", cmd_steps, "list the filter steps with their parameters, defaults and columns")
     sub.add_argument("names", nargs="*", help="only these steps")

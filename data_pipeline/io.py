@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,11 @@ def _tmp_path(path: Path) -> Path:
     # Suffix after the full name so that `*.parquet` globs never pick up an unfinished file; unique
     # per writer, so tasks of a job array writing the same file (stats.json) never share a temp name.
     return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def final_name(name: str) -> str:
+    """The name a temp file (of `_tmp_path`, or a `<part>.tmp` of a shard writer) is renamed to when done."""
+    return re.sub(r"(\.\d+-[0-9a-f]{8})?\.tmp$", "", name)
 
 
 def atomic_write_parquet(table: pa.Table, path: Path | str, **kwargs) -> Path:
@@ -125,15 +131,43 @@ def iter_batches(
         raise ValueError(f"{path}: corrupt Parquet data ({e})") from e
 
 
+def text_values(path: Path | str, array: pa.Array, column: str, first_row: int) -> list[str | None]:
+    """A string or binary column as Python strings (None where null), as `filter` reads text.
+
+    Arrow does not check UTF-8 when it reads Parquet, so bytes that are not UTF-8 are found here and
+    raise an error naming the file and row instead of a bare UnicodeDecodeError.
+    """
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        try:
+            array.validate(full=True)
+            return array.to_pylist()
+        except pa.ArrowInvalid:
+            array = array.cast(pa.large_binary())
+    elif not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        raise ValueError(
+            f"{path}: column '{column}' has type {array.type}, expected string (or UTF-8 binary)"
+        )
+    values = array.to_pylist()
+    for i, value in enumerate(values):
+        if value is not None:
+            try:
+                values[i] = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}: row {first_row + i}: column '{column}' is not valid UTF-8 "
+                    f"({e.reason} at byte {e.start})"
+                ) from None
+    return values
+
+
 def check_string_column(path: Path | str, batch: pa.RecordBatch, column: str, first_row: int) -> list[str]:
-    """Return the column's values, raising if it is not a string column or holds a null."""
+    """Return the column's values as str, raising (naming file and row) on a null or non-UTF-8 text."""
     array = batch.column(column)
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        raise ValueError(f"{path}: column '{column}' has type {array.type}, expected string")
+    values = text_values(path, array, column, first_row)
     if array.null_count:
         row = first_row + next(i for i, valid in enumerate(array.is_valid().to_pylist()) if not valid)
         raise ValueError(f"{path}: row {row}: column '{column}' is null, expected a string")
-    return array.to_pylist()
+    return values  # no None left: nulls were refused above
 
 
 def read_text_column(

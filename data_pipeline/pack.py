@@ -12,6 +12,8 @@ and how many documents had to be split because they are longer than a row.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,18 +27,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_pipeline.config import PACK_STRATEGIES
+from data_pipeline.guard import check_io
 from data_pipeline.io import check_string_column, iter_batches, list_parquet, open_parquet
+from data_pipeline.packed_format import MANIFEST, PACKED_FORMAT, SHARD_SCHEMA
 from data_pipeline.packing import assemble, best_fit_rows, concat_chunks
-from pretrain.tokenizer import Tokenizer
+from data_pipeline.tokenizer import Tokenizer
 
-PACKED_FORMAT = "andes-packed-v1"
-MANIFEST = "manifest.json"
 VAL_DIR = "val"
-SHARD_SCHEMA = pa.schema([("tokens", pa.list_(pa.int32())), ("cu_seqlens", pa.list_(pa.int32()))])
 # Encoding threads: tiktoken releases the GIL, more threads than cores only adds switching.
 ENCODE_THREADS = min(8, os.cpu_count() or 1)
 SUMMARY_KEYS = ("num_sequences", "total_tokens", "padding_tokens", "num_documents")
-STRATEGIES = ("best_fit", "concat")
+STRATEGIES = PACK_STRATEGIES  # data_pipeline/config.py, shared with the CLI and recipes
+# Errors of the file system written to (no space, quota, file too large, read-only): named as the output's.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 # Rows per Parquet row group: the trainer's loader reads one row group at a time (8 MB at 8K tokens).
 ROW_GROUP_ROWS = 256
 
@@ -66,6 +70,22 @@ def _check_output(output: Path) -> None:
     """Refuse to replace anything but an earlier pack output, so a typo cannot wipe a directory."""
     if output.is_file() or (output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file()):
         raise ValueError(f"{output}: exists and is not an `andes-data pack` output; refusing to overwrite")
+
+
+def _discard(staging: Path, *sinks: _TokenSink | None) -> None:
+    """Remove a failed run's staging directory. Closing a sink flushes its buffer, which on a full
+    disk fails again; the bytes are being thrown away, so that failure must not stop the removal."""
+    for sink in sinks:
+        if sink is not None:
+            with contextlib.suppress(OSError):
+                sink.file.close()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _naming_output(e: OSError, output: Path) -> OSError:
+    """A write error (full disk, quota) as one line naming the output; the OS names no file."""
+    message = f"{output}: {e.strerror or e}; nothing was written (an earlier output is unchanged)"
+    return OSError(e.errno, message)
 
 
 def _replace_dir(staging: Path, output: Path) -> None:
@@ -264,6 +284,7 @@ def pack(
     rows_per_shard: int = 4096,
     seed: int = 0,
     progress: bool = True,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Tokenize the `text` of Parquet inputs and pack it into rows of seq_len + 1 tokens; return the manifest.
 
@@ -285,6 +306,7 @@ def pack(
         raise ValueError(f"strategy={strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if weights is not None and (len(weights) != len(inputs) or any(w < 0 for w in weights)):
         raise ValueError(f"weights {weights} must give one non-negative weight per input ({len(inputs)})")
+    check_io([*inputs, tokenizer.path], [output], allow_incomplete)  # data_pipeline/guard.py
     output = Path(output).resolve()  # a name to derive the staging dir from, even for "."
     sources = [list_parquet(path) for path in inputs]
     files = [f for group in sources for f in group]
@@ -334,11 +356,10 @@ def pack(
             if sink is not None:
                 sink.path.unlink()
         _replace_dir(staging, output)
-    except BaseException:
-        for sink in (train, val):
-            if sink is not None and not sink.file.closed:
-                sink.file.close()
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as e:
+        _discard(staging, train, val)
+        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:
+            raise _naming_output(e, output) from None
         raise
     return manifest
 
@@ -364,19 +385,3 @@ def pack_chunks(
         rows_per_shard=rows_per_shard,
         seed=seed,
     )
-
-
-def read_manifest(path: Path | str) -> dict:
-    """Read `manifest.json` of a pack output directory (or the file itself), checking its format."""
-    path = Path(path)
-    file = path / MANIFEST if path.is_dir() else path
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no manifest; is {path} an `andes-data pack` output?")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKED_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{file}: format {found!r}, expected {PACKED_FORMAT!r}")
-    return manifest

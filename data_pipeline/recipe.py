@@ -31,50 +31,13 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from data_pipeline.io import DEFAULT_BATCH_ROWS, atomic_write_text, list_parquet
-from data_pipeline.stages import parse_step_specs, print_summary, run_filter
+from data_pipeline.config import STAGES, PackSource, Recipe, check_fields, defaults
+from data_pipeline.io import atomic_write_text, list_parquet
+from data_pipeline.stages import build_steps, parse_step_specs, print_summary, run_filter, with_size_step
 
-TOP_KEYS = {"input", "output", "workers", "stages"}
-STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "filter": {
-        "steps": None,
-        "batch_rows": DEFAULT_BATCH_ROWS,
-        "rows_per_file": None,
-        "write_dropped": False,
-        "on_bad_input": "fail",
-    },
-    "dedup": {
-        "method": "minhash",
-        "ngram_size": 5,
-        "bands": 14,
-        "rows": 8,
-        "seed": 1,
-        "verify_threshold": 0.75,
-        "normalize": True,
-        "url_column": "url",
-        "timestamp_column": "timestamp",
-        "annotate": False,
-        "partitions": None,
-        "rows_per_partition": 4_000_000,
-        "batch_rows": DEFAULT_BATCH_ROWS,
-        "rows_per_file": None,
-        "write_dropped": False,
-        "on_bad_input": "fail",
-    },
-    "train_tokenizer": {"vocab_size": None, "max_chars": None},
-    "pack": {
-        "seq_len": None,
-        "tokenizer": None,
-        "val_fraction": 0.0,
-        "rows_per_shard": 4096,
-        "seed": 0,
-        "strategy": "best_fit",
-        "shuffle": True,
-        # Mixing: the stage's input gets `weight`; `sources` adds [{path: DIR, weight: W}, ...].
-        "weight": None,
-        "sources": [],
-    },
-}
+TOP_KEYS = set(defaults(Recipe))
+# Each stage kind's options and defaults: the dataclasses of data_pipeline/config.py.
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {kind: defaults(cls) for kind, cls in STAGES.items()}
 RECORDS = ".stages"
 TOKENIZER_FILE = "tokenizer.model"
 
@@ -113,7 +76,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def parse_stages(cfg: DictConfig, source: str) -> list[Stage]:
-    """Validate a loaded recipe into stages with defaults filled in."""
+    """Validate a loaded recipe into stages with defaults filled in.
+
+    Every option of every stage (names, types, ranges), every filter step and its parameters are
+    checked here, so a typo in the last stage is reported before the first one runs.
+    """
     unknown = set(cfg.keys()) - TOP_KEYS
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {sorted(unknown)} (valid: {sorted(TOP_KEYS)})")
@@ -123,29 +90,49 @@ def parse_stages(cfg: DictConfig, source: str) -> list[Stage]:
     stages_cfg = cfg.get("stages")
     if not isinstance(stages_cfg, ListConfig) or not stages_cfg:
         raise ValueError(f"{source}: 'stages' must be a non-empty list")
-    stages = []
-    for i, entry in enumerate(OmegaConf.to_container(stages_cfg, resolve=True)):
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ValueError(f"{source}: stages.{i} must be one {{kind: {{params}}}} mapping, got {entry!r}")
-        kind, params = next(iter(entry.items()))
-        if kind not in STAGE_DEFAULTS:
-            known = sorted(STAGE_DEFAULTS)
-            raise ValueError(f"{source}: stages.{i}: unknown stage '{kind}' (known: {known})")
-        params = dict(params or {})
-        bad = set(params) - set(STAGE_DEFAULTS[kind])
-        if bad:
-            raise ValueError(
-                f"{source}: stages.{i}.{kind}: unknown option(s) {sorted(bad)} "
-                f"(valid: {sorted(STAGE_DEFAULTS[kind])})"
-            )
-        merged = {**STAGE_DEFAULTS[kind], **params}
-        missing = [k for k, v in merged.items() if v is None and k in ("steps", "vocab_size", "seq_len")]
-        if missing:
-            raise ValueError(f"{source}: stages.{i}.{kind}: '{missing[0]}' is required")
-        if kind == "filter":
-            parse_step_specs(merged["steps"])  # fail before any stage runs
-        stages.append(Stage(i, kind, merged))
-    return stages
+    entries = OmegaConf.to_container(stages_cfg, resolve=True)
+    try:
+        check_fields(Recipe, {"workers": cfg.get("workers", 1)}, "")
+        return [_parse_stage(i, entry) for i, entry in enumerate(entries)]
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def _parse_stage(i: int, entry: Any) -> Stage:
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise ValueError(f"stages.{i} must be one {{kind: {{params}}}} mapping, got {entry!r}")
+    kind, params = next(iter(entry.items()))
+    if kind not in STAGES:
+        raise ValueError(f"stages.{i}: unknown stage '{kind}' (known: {sorted(STAGES)})")
+    where = f"stages.{i}.{kind}"
+    params = dict(params or {})
+    check_fields(STAGES[kind], params, where)
+    merged = {**STAGE_DEFAULTS[kind], **params}
+    missing = [k for k in ("steps", "vocab_size", "seq_len") if k in merged and merged[k] is None]
+    if missing:
+        raise ValueError(f"{where}: '{missing[0]}' is required")
+    try:
+        _check_stage(kind, merged)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    return Stage(i, kind, merged)
+
+
+def _check_stage(kind: str, p: dict) -> None:
+    """What the option declarations cannot say: the steps build, the dedup settings agree, and so on."""
+    if kind == "filter":
+        build_steps(with_size_step(parse_step_specs(p["steps"])))
+    elif kind == "dedup":
+        dedup_config(p)
+    elif kind == "train_tokenizer":
+        from data_pipeline.train_tokenizer import base_vocab_size
+
+        base_vocab_size(p["vocab_size"])
+    elif kind == "pack":
+        for j, source in enumerate(p["sources"] or []):
+            if not isinstance(source, dict) or set(source) != {"path", "weight"}:
+                raise ValueError(f"sources.{j}: expected {{path, weight}}, got {source!r}")
+            check_fields(PackSource, source, f"sources.{j}")
 
 
 @dataclass
@@ -181,6 +168,20 @@ def plan_recipe(cfg: DictConfig, stages: Sequence[Stage]) -> list[PlannedStage]:
         else:
             current = out
     return planned
+
+
+def check_recipe_paths(cfg: DictConfig, planned: Sequence[PlannedStage]) -> None:
+    """Before any stage runs: the output root and every stage's output stay clear of what they read."""
+    from data_pipeline.guard import check_io, check_no_overlap
+
+    check_io([str(cfg.input)], [str(cfg.output)])
+    for p in planned:
+        reads: list[str | Path | None] = [p.input]
+        if p.stage.kind == "pack":
+            sources = p.stage.params["sources"] or []
+            reads += [str(s["path"]) for s in sources if isinstance(s, dict) and "path" in s]
+            reads.append(p.stage.params["tokenizer"] or p.tokenizer)
+        check_no_overlap(reads, [p.output])
 
 
 def parse_stage_spec(spec: str, stages: Sequence[Stage]) -> tuple[int, str | None]:
@@ -220,6 +221,7 @@ def run_recipe(
     workers = int(cfg.get("workers", 1))
     list_parquet(Path(str(cfg.input)))  # a missing input fails before anything is written
     planned = plan_recipe(cfg, stages)
+    check_recipe_paths(cfg, planned)
     part = StagePart(None, rank, world_size)
     if stage is None:
         if world_size != 1 or rank != 0:
@@ -347,14 +349,11 @@ def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwri
 
 def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     from data_pipeline.pack import pack
-    from pretrain.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import Tokenizer
 
     _one_task(stage, part)
     p = stage.params
-    extra = [dict(src) for src in p["sources"] or []]
-    for i, src in enumerate(extra):
-        if set(src) != {"path", "weight"}:
-            raise ValueError(f"stages.{stage.index}.pack.sources.{i}: expected {{path, weight}}, got {src}")
+    extra = [dict(src) for src in p["sources"] or []]  # checked by parse_stages
     inputs = [current, *(Path(str(src["path"])) for src in extra)]
     weights = None
     if extra or p["weight"] is not None:

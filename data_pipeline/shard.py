@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,7 @@ class ShardStats:
     dropped: dict[str, int] = field(default_factory=dict)
     steps: dict[str, StepStats] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    input: dict[str, int] | None = None  # `input_fingerprint` of the shard this output was made from
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -94,12 +96,24 @@ def part_name(stem: str, index: int) -> str:
     return f"{stem}-{index:05d}.parquet"
 
 
+def part_stem(name: str) -> str | None:
+    """The shard stem of an output part's name (`part_name`), or None for any other name."""
+    match = re.fullmatch(r"(.+)-[0-9]{5}\.parquet", name)
+    return match[1] if match else None
+
+
+def input_fingerprint(shard: Path) -> dict[str, int]:
+    """Size and modification time of an input shard: cheap to read, and changed by any rewrite of it."""
+    stat = shard.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def clean_partial(out_dir: Path, shard: Path) -> None:
     """Delete what a killed run may have left of this shard (parts and temp files, kept or dropped)."""
     for directory in (out_dir, out_dir / DROPPED_DIR):
         if directory.is_dir():
             for path in directory.glob(f"{glob.escape(shard.stem)}-[0-9][0-9][0-9][0-9][0-9].parquet*"):
-                path.unlink()
+                path.unlink(missing_ok=True)  # tasks of a job array may clean the same orphan
 
 
 class _PartWriter:
@@ -303,8 +317,9 @@ def process_shard(
     start = time.perf_counter()
     clean_partial(out_dir, shard)
     file = open_shard(shard)
+    fingerprint = input_fingerprint(shard)  # before reading: a rewrite during the run shows on resume
     batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
-    stats = ShardStats(shard=shard.name, steps={s.label(): StepStats() for s in steps})
+    stats = ShardStats(shard=shard.name, steps={s.label(): StepStats() for s in steps}, input=fingerprint)
     dropped: Counter[str] = Counter()
     kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
     dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None
@@ -315,7 +330,7 @@ def process_shard(
             if should_stop():
                 raise Interrupted(str(shard))
             table = pa.Table.from_batches([batch])
-            if "id" not in table.schema.names:  # DESIGN.md: ids are made if missing
+            if "id" not in table.schema.names:  # docs/contract.md: ids are made if missing
                 ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
                 table = table.append_column("id", pa.array(ids, type=pa.string()))
             docs = _documents(batch, batch_texts(shard, batch, row, skip_bad), row)

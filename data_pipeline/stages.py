@@ -8,7 +8,6 @@ than silently mixing two pipelines' outputs.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,14 +17,16 @@ from tqdm import tqdm
 
 from data_pipeline.executors.local import run_local
 from data_pipeline.filters.base import Step, build_step
+from data_pipeline.guard import STAGE_FILE, check_io, remove_stage_output, sync_with_input
 from data_pipeline.io import DEFAULT_BATCH_ROWS, create_text_once, list_parquet
 from data_pipeline.shard import FilterTask, ShardError, iter_shard_texts, read_marker
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
-STAGE_FILE = "stage.json"
 # FineWeb's order (Penedo et al. 2024, §3): URL filtering, language ID, Gopher repetition, Gopher
 # quality, C4, FineWeb's custom filters. Text extraction (trafilatura) happens before andes.
 DEFAULT_FILTER_STEPS = ("url_filter", "langid", "gopher_repetition", "gopher_quality", "c4", "fineweb")
+# Opens every filter stage (filters/length.py): no later step sees a document above its size limit.
+SIZE_STEP = "doc_size"
 
 
 def parse_step_specs(specs: Sequence[str | Mapping[str, Any]]) -> list[tuple[str, dict]]:
@@ -42,6 +43,16 @@ def parse_step_specs(specs: Sequence[str | Mapping[str, Any]]) -> list[tuple[str
         else:
             raise ValueError(f"step {i}: expected a step name or {{name: {{params}}}}, got {spec!r}")
     return out
+
+
+def with_size_step(specs: Sequence[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The steps with `doc_size` first, added with its default limit where a stage does not name it."""
+    names = [name for name, _ in specs]
+    if SIZE_STEP not in names:
+        return [(SIZE_STEP, {}), *specs]
+    if names[0] != SIZE_STEP:
+        raise ValueError(f"step '{SIZE_STEP}' must come first: the steps before it would see every document")
+    return list(specs)
 
 
 def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
@@ -66,15 +77,14 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
 def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
     """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied.
 
-    Safe when several tasks of a job array start at once: the first creates the record, the others
-    find the same config in it.
+    Overwrite deletes only an earlier run's own files (`guard.remove_stage_output`). Safe when
+    several tasks of a job array start at once: the first creates the record, the others find the
+    same config in it.
     """
     record = out_dir / STAGE_FILE
     config = json.loads(json.dumps(config))  # compare as stored: JSON turns int keys into strings
-    if overwrite and out_dir.exists():
-        if any(out_dir.iterdir()) and not record.is_file():
-            raise ValueError(f"{out_dir}: not an andes-data output (no {STAGE_FILE}); refusing to delete it")
-        shutil.rmtree(out_dir)
+    if overwrite:
+        remove_stage_output(out_dir)
     if not record.is_file():
         # Other tasks' temp files may be here already; anything else means the dir is not ours.
         if out_dir.exists() and any(not p.name.endswith(".tmp") for p in out_dir.iterdir()):
@@ -136,11 +146,14 @@ def run_filter(
     progress: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Run filter steps over the shards of `input` into `output`; returns (and writes) stats.json.
 
     With `world_size` > 1 this call takes only shards[rank::world_size] (one task of a job array);
     stats.json then covers every shard finished so far, by any task, and counts the pending ones.
+    Shards whose input changed since they finished are redone, and the output of shards no longer
+    in the input is deleted (`guard.sync_with_input`).
     """
     check_run_options(
         on_bad_input,
@@ -151,8 +164,10 @@ def run_filter(
         batch_rows=batch_rows,
         rows_per_file=rows_per_file,
     )
+    check_io([input], [output], allow_incomplete)
     shards = list_parquet(input)
     unique_stems(shards)
+    steps = with_size_step(steps)
     built = build_steps(steps)
     out_dir = Path(output)
     config = {
@@ -167,11 +182,12 @@ def run_filter(
         "on_bad_input": on_bad_input,
     }
     check_stage_dir(out_dir, config, overwrite)
+    mine = shards[rank::world_size]
+    sync_with_input(out_dir, shards, mine)
     for step in built:
         if step.needs_fit():
             step.fit(_all_texts(shards, on_bad_input == "skip", f"{step.name}: fit", progress))
     task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
-    mine = shards[rank::world_size]
     result = run_local(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
     finished = result.finished
     if world_size > 1:

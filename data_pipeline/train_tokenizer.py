@@ -1,6 +1,6 @@
 """Train a byte-level BPE with HF `tokenizers` and export it as a tiktoken ranks file.
 
-The ranks file loads with `pretrain.tokenizer.Tokenizer.from_file`, which adds the 256 Llama 3 special
+The ranks file loads with `data_pipeline.tokenizer.Tokenizer.from_file`, which adds the 256 Llama 3 special
 tokens after the base ranks, so the requested `vocab_size` counts those too.
 """
 
@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from tokenizers import Regex, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from pretrain.tokenizer import LLAMA3_SPLIT_PATTERN
+from data_pipeline.io import text_values
+from data_pipeline.tokenizer import LLAMA3_SPLIT_PATTERN
 
 NUM_SPECIAL_TOKENS = 256
 # Below this many merges a "BPE" is barely more than bytes; most likely a typo in vocab_size.
@@ -35,7 +36,8 @@ def byte_level_to_bytes() -> dict[str, int]:
     return mapping
 
 
-def _base_vocab_size(vocab_size: int) -> int:
+def base_vocab_size(vocab_size: int) -> int:
+    """The vocab without the special tokens; refuses a vocab_size that leaves too few merges."""
     if vocab_size <= 256 + MIN_MERGES + NUM_SPECIAL_TOKENS:
         raise ValueError(
             f"vocab_size={vocab_size} must exceed {256 + MIN_MERGES + NUM_SPECIAL_TOKENS} "
@@ -46,7 +48,7 @@ def _base_vocab_size(vocab_size: int) -> int:
 
 def train_hf_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> HFTokenizer:
     """Train the HF byte-level BPE whose base vocab is `vocab_size` minus the special tokens."""
-    base = _base_vocab_size(vocab_size)
+    base = base_vocab_size(vocab_size)
     tokenizer = HFTokenizer(models.BPE())
     # Same pre-tokenization as tiktoken at encode time: Llama 3 regex first, then bytes -> symbols.
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -86,7 +88,7 @@ def write_tiktoken_ranks(ranks: list[bytes], output: Path) -> Path:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, output: Path, min_frequency: int = 2) -> Path:
     """Train a byte-level BPE on texts and write it as a tiktoken ranks file; same input, same bytes."""
-    base = _base_vocab_size(vocab_size)
+    base = base_vocab_size(vocab_size)
     ranks = tiktoken_ranks(train_hf_bpe(texts, vocab_size, min_frequency))
     if len(ranks) != base:
         raise ValueError(
@@ -108,8 +110,9 @@ def iter_parquet_texts(
         names = file.schema_arrow.names
         if column not in names:
             raise ValueError(f"{path}: column '{column}' missing (found: {names})")
+        row = 0
         for batch in file.iter_batches(columns=[column]):
-            for text in batch.column(0).to_pylist():
+            for text in text_values(path, batch.column(0), column, row):
                 if not text:
                     continue
                 if remaining is not None:
@@ -118,6 +121,7 @@ def iter_parquet_texts(
                         return
                     remaining -= len(text)
                 yield text
+            row += batch.num_rows
 
 
 def train_tokenizer_from_parquet(

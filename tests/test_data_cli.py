@@ -137,7 +137,11 @@ def test_train_tokenizer_then_pack_with_it(small_input, tmp_path, capsys):
             1,
             "not a readable Parquet file",
         ),
-        (["pack", "--input", "{input}", "--output", "{out}", "--seq-len", "0"], 2, "not a positive integer"),
+        (
+            ["pack", "--input", "{input}", "--output", "{out}", "--seq-len", "0"],
+            2,
+            "--seq-len: 0 must be in [1, inf)",
+        ),
         (["pack", "--input", "{input}", "--seq-len", "8"], 2, "required: --output"),
         (
             ["pack", "--input", "{input}", "--output", "{out}", "--seq-len", "8", "--val-fraction", "1"],

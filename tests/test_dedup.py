@@ -371,8 +371,8 @@ def test_changed_input_and_bad_options_are_refused(tmp_path, capsys):
         run_dedup(path, tmp_path / "y", DedupConfig(), progress=False, stage="nope")
     with pytest.raises(ValueError, match="dedup method"):
         DedupConfig(method="fuzzy")
-    assert main(["dedup", "--input", str(path), "--output", str(tmp_path / "z"), "--threshold", "1.5"]) == 1
-    assert "--threshold 1.5" in capsys.readouterr().err
+    assert main(["dedup", "--input", str(path), "--output", str(tmp_path / "z"), "--threshold", "1.5"]) == 2
+    assert "argument --threshold: 1.5 must be in (0, 1)" in capsys.readouterr().err
 
 
 def test_s_curve_and_threshold_options(capsys):

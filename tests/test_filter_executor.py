@@ -192,10 +192,13 @@ def test_huge_document_and_empty_inputs(tmp_path, capsys):
     corpus.mkdir()
     big = "All work and no play makes Jack a dull boy. " * 240_000  # ~10 MB
     pq.write_table(pa.table({"text": [big, ""]}), corpus / "big.parquet")
-    summary = run_filter(corpus, tmp_path / "out", [("length", {"max_chars": 5_000_000})], progress=False)
+    # No size limit (doc_size's default, 10 MB, would drop it first): the steps themselves see it.
+    unlimited = ("doc_size", {"max_bytes": None})
+    steps = [unlimited, ("length", {"max_chars": 5_000_000})]
+    summary = run_filter(corpus, tmp_path / "out", steps, progress=False)
     assert summary["dropped"] == {"length:too_long": 1, "length:too_short": 1}
     assert pq.read_table(tmp_path / "out" / "big-00000.parquet").num_rows == 0  # schema kept
-    default = [(name, {}) for name in DEFAULT_FILTER_STEPS]
+    default = [unlimited, *((name, {}) for name in DEFAULT_FILTER_STEPS)]
     summary = run_filter(corpus, tmp_path / "all", default, progress=False)
     assert summary["docs_in"] == 2 and summary["docs_out"] == 0  # every step copes with 10 MB
     (tmp_path / "empty").mkdir()
@@ -218,7 +221,7 @@ def _big_corpus(path: Path, shards: int = 4, docs: int = 40_000) -> Path:
 def _wait_for_tmp(out: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = list(out.glob("*.tmp"))
+        found = list(out.glob("*.parquet.tmp"))  # a shard's part, not stage.json's or shards.json's
         if found:
             return found[0]
         assert proc.poll() is None, proc.communicate()

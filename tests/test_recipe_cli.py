@@ -148,13 +148,14 @@ def test_filter_takes_steps_from_a_shipped_recipe(tmp_path):
     assert main([*argv, "--set", "langid.min_score=0.7"]) == 0
     stage = json.loads((out / "stage.json").read_text())
     assert [next(iter(s)) for s in stage["steps"]] == [
+        "doc_size",  # opens every filter stage (data_pipeline/stages.py)
         "normalize",
         "length",
         "langid",
         "gopher_repetition",
         "gopher_quality",
     ]
-    assert stage["steps"][2]["langid"] == {"languages": ["en"], "min_score": 0.7}
+    assert stage["steps"][3]["langid"] == {"languages": ["en"], "min_score": 0.7}
     assert set(pq.read_schema(next(out.glob("*.parquet"))).names) >= {"lang", "gopher_word_count"}
 
 

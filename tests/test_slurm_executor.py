@@ -421,7 +421,7 @@ def test_failed_submission_cancels_the_jobs_before_it(tmp_path, capsys, fake_slu
             1,
             "sbatch --test-only rejects the job (--time soon): Invalid --time specification",
         ),
-        (["--tasks", "0"], {}, 2, "argument --tasks: 0 is not a positive integer"),
+        (["--tasks", "0"], {}, 2, "argument --tasks: 0 must be in [1, inf)"),
         (["--tasks", "2", "--shards-per-task", "2"], {}, 2, "not allowed with argument"),
         (["--overwrite"], {}, 1, "--overwrite with --executor slurm"),
         (["--cpus-per-task", "0"], {}, 2, "argument --cpus-per-task"),

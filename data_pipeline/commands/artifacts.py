@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
 
+    check_io([args.input], [args.output], args.allow_incomplete)
     output = train_tokenizer_from_parquet(
         list_parquet(args.input), args.vocab_size, args.output, max_chars=args.max_chars
     )
@@ -19,7 +21,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from data_pipeline.pack import pack
-    from pretrain.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import Tokenizer
 
     weights = None
     if args.weights:
@@ -36,6 +38,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         rows_per_shard=args.rows_per_shard,
         seed=args.seed,
+        allow_incomplete=args.allow_incomplete,
     )
     splits = [("train", manifest)] + ([("val", manifest["val"])] if manifest["val"] else [])
     for name, stats in splits:
@@ -58,6 +61,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
         raise ValueError("give --labelled, or --positive and --negative, not both")
     if not args.labelled and not (args.positive and args.negative):
         raise ValueError("give --positive and --negative directories, or --labelled with --label-column")
+    check_io([*args.positive, *args.negative, *args.labelled], [args.output], args.allow_incomplete)
     record = train_classifier(
         args.positive or None,
         args.negative or None,

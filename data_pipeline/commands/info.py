@@ -13,8 +13,10 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
+    from data_pipeline.guard import check_io
     from data_pipeline.stats import describe_dir, format_description
 
+    check_io([args.input], [], args.allow_incomplete)
     summary = describe_dir(args.input, max_rows=args.max_rows)
     print(json.dumps(summary, indent=1) if args.json else format_description(summary))
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from data_pipeline.commands.options import PROG, _positive_int
 from data_pipeline.commands.stages import dedup_config
+from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
 
 SLURM_DESTS = (
@@ -221,6 +222,10 @@ def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for item in args.input if isinstance(args.input, list) else [args.input]:
             list_parquet(item)  # a missing input fails before submitting
         jobs = slurm.single_jobs(base, opts)
+    given = getattr(args, "input", None)
+    reads = [*(given if isinstance(given, list) else [given]), paths.get("input")]
+    reads += [getattr(args, "model", None), getattr(args, "tokenizer", None)]
+    check_io(reads, [output], getattr(args, "allow_incomplete", False))  # as each task will, but now
     slurm_dir = opts.logs or output.with_name(output.name + slurm.SLURM_DIR_SUFFIX)
     paths.update({"--output": output, "--slurm-logs": slurm_dir, "the working directory": Path.cwd()})
     for warning in slurm.shared_path_warnings(paths):

@@ -25,7 +25,7 @@ def _parse_set(values: Sequence[str]) -> dict[str, dict]:
 
 def filter_step_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """Steps of `andes-data filter`: --recipe's filter stage, or --steps, then --set overrides."""
-    from data_pipeline.stages import DEFAULT_FILTER_STEPS, parse_step_specs
+    from data_pipeline.stages import DEFAULT_FILTER_STEPS, parse_step_specs, with_size_step
 
     if args.recipe:
         from data_pipeline.recipe import load_recipe
@@ -39,6 +39,7 @@ def filter_step_specs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     else:
         names = args.steps.split(",") if args.steps else list(DEFAULT_FILTER_STEPS)
         specs = [(n.strip(), {}) for n in names if n.strip()]
+    specs = with_size_step(specs)  # before --set, which may change its limit
     overrides = _parse_set(args.set)
     unused = set(overrides) - {name for name, _ in specs}
     if unused:
@@ -65,9 +66,7 @@ def dedup_config(args: argparse.Namespace):
     from data_pipeline.dedup.tasks import DedupConfig
 
     bands, rows = args.bands, args.rows
-    if args.threshold is not None:
-        if not 0.0 < args.threshold < 1.0:
-            raise ValueError(f"--threshold {args.threshold}: expected a Jaccard similarity in (0, 1)")
+    if args.threshold is not None:  # in (0, 1): checked by its argument type (cli.py)
         bands, rows = choose_bands_rows(args.threshold, args.num_perm)
     minhash = MinHashConfig(ngram_size=args.ngram, bands=bands, rows=rows, seed=args.seed)
     return DedupConfig(

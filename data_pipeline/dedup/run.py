@@ -41,6 +41,7 @@ from data_pipeline.dedup.tasks import (
     read_forest,
 )
 from data_pipeline.executors.local import run_local
+from data_pipeline.guard import DEDUP_REPORT, DEDUP_WORK_DIR, check_io, record_shards
 from data_pipeline.io import (
     DEFAULT_BATCH_ROWS,
     atomic_write_text,
@@ -48,12 +49,12 @@ from data_pipeline.io import (
     list_parquet,
     open_parquet,
 )
-from data_pipeline.shard import FilterTask, read_marker
+from data_pipeline.shard import FilterTask, input_fingerprint, read_marker
 from data_pipeline.stages import check_run_options, check_stage_dir, unique_stems
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
-WORK_DIR = ".dedup"
-REPORT_FILE = "dedup_report.json"
+WORK_DIR = DEDUP_WORK_DIR
+REPORT_FILE = DEDUP_REPORT
 # 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
 DEFAULT_ROWS_PER_PARTITION = 4_000_000
 # Documents per hashing batch: MinHash vectorises over a batch, so larger batches pay.
@@ -73,6 +74,7 @@ class Plan:
 
     shards: list[str]
     partitions: int
+    inputs: dict[str, dict[str, int]] | None = None  # shard -> `input_fingerprint` (None: older plans)
 
     def rounds(self) -> list[list[list[int]]]:
         return reduction_rounds(self.partitions)
@@ -100,8 +102,10 @@ def load_plan(
     if partitions is None:
         partitions = default_partitions(shards, cfg, rows_per_partition)
     names = [str(s.resolve()) for s in shards]
+    inputs = {name: input_fingerprint(s) for name, s in zip(names, shards, strict=True)}
     path = work / "plan.json"
-    create_text_once(path, json.dumps({"shards": names, "partitions": partitions}, indent=1) + "\n")
+    record = {"shards": names, "partitions": partitions, "inputs": inputs}
+    create_text_once(path, json.dumps(record, indent=1) + "\n")
     plan = Plan(**json.loads(path.read_text()))
     if plan.shards != names:
         added = sorted(set(names) - set(plan.shards))
@@ -109,6 +113,12 @@ def load_plan(
         raise ValueError(
             f"the input changed since this dedup run started (added: {added[:3]}, removed: {removed[:3]}); "
             "document keys depend on the shard list: use a new output directory or --overwrite"
+        )
+    changed = [name for name in names if plan.inputs is not None and plan.inputs.get(name) != inputs[name]]
+    if changed:
+        raise ValueError(
+            f"input shard(s) {changed[:3]} changed (size or mtime) since this dedup run started; duplicates "
+            "are found across all shards, so no part can be redone alone: use --overwrite or a new output"
         )
     return plan
 
@@ -262,6 +272,7 @@ def run_dedup(
     world_size: int = 1,
     partitions: int | None = None,
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Run every dedup stage (or only `stage`, units[rank::world_size]); returns the summary.
 
@@ -281,6 +292,7 @@ def run_dedup(
         partitions=partitions,
         rows_per_partition=rows_per_partition,
     )
+    check_io([input], [output], allow_incomplete)
     shards = list_parquet(input)
     unique_stems(shards)
     out_dir = Path(output)
@@ -298,6 +310,7 @@ def run_dedup(
     check_stage_dir(out_dir, config, overwrite)
     work = out_dir / WORK_DIR
     plan = load_plan(work, shards, cfg, partitions, rows_per_partition)
+    record_shards(out_dir, shards)
     skip_bad = on_bad_input == "skip"
     stages = build_stages(
         plan,

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.config import DEDUP_METHODS
 from data_pipeline.dedup.clusters import (
     candidate_edges,
     connected_components,
@@ -67,7 +68,7 @@ from data_pipeline.shard import (
     write_marker_text,
 )
 
-METHODS = ("minhash", "exact", "url")
+METHODS = DEDUP_METHODS  # data_pipeline/config.py, shared with the CLI and recipes
 FOREST_SCHEMA = pa.schema([("node", pa.uint64()), ("root", pa.uint64())])
 # Rows buffered over all partitions before they are written out as row groups (16 bytes each).
 _FLUSH_ROWS = 1 << 21

@@ -1,8 +1,9 @@
 """What a pipeline step is: a configurable object that annotates and drops documents of a batch.
 
-A step is a dataclass whose fields are its parameters (each with a docstring-like `help` in its
-field metadata, shown by `andes-data steps`). It declares the annotation columns it adds, so every
-output shard has the same schema whichever documents it held. The executor calls `setup()` once per
+A step is a dataclass whose fields are its parameters, declared with `config.param`: a `help` shown
+by `andes-data steps` and, for numbers, the interval they must lie in, checked by `build_step`. It
+declares the annotation columns it adds, so every output shard has the same schema whichever
+documents it held. The executor calls `setup()` once per
 worker (load models, compile patterns) and `process(docs)` per batch; a per-document filter only
 implements `apply(doc)`, returning a drop reason or None.
 """
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
+from data_pipeline.config import check_value, param
 from data_pipeline.document import Doc
 
 STEPS: dict[str, type[Step]] = {}
@@ -29,13 +31,6 @@ def register(cls: S) -> S:
         raise ValueError(f"step name '{cls.name}' registered twice ({STEPS[cls.name]} and {cls})")
     STEPS[cls.name] = cls
     return cls
-
-
-def param(default: Any, help: str, **kwargs: Any) -> Any:
-    """A step parameter with its default and a one-line description for `--help`/`andes-data steps`."""
-    if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclasses.dataclass
@@ -112,6 +107,8 @@ def build_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
     if unknown:
         raise ValueError(f"step '{name}': unknown parameter(s) {unknown} (valid: {sorted(fields)})")
     try:
+        for key, value in params.items():
+            check_value(key, value, fields[key])  # type and declared range, before the step sees it
         return cls(**params)
     except (TypeError, ValueError) as e:
         raise ValueError(f"step '{name}': {e}") from e

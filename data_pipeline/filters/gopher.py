@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate, filterfalse
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from data_pipeline.document import Doc
@@ -225,6 +226,9 @@ def _count_words(tokens: list[str]) -> tuple[int, int, int]:
     return n_words, word_chars, n_alpha
 
 
+# Words from which ngram_char_fractions switches to arrays: below, NumPy's per-call overhead costs
+# more than the walk (about 2,000 words on a 2-core x86 box), and the walk's memory is a few MB at most.
+ARRAY_MIN_WORDS = 2_000
 # The repetition thresholds on line and paragraph shares; each column is the field's name less "max_".
 _UNIT_FIELDS = ("max_dup_line_frac", "max_dup_line_char_frac", "max_dup_para_frac", "max_dup_para_char_frac")
 
@@ -333,6 +337,20 @@ def ngram_char_fractions(
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Top n-gram and duplicate n-gram character fractions of a token list (see GopherRepetitionFilter).
 
+    Both ways give the same numbers: a walk over Python tuples, fastest on a typical page, and NumPy
+    arrays above `ARRAY_MIN_WORDS`, whose memory stays near 60 bytes per word however repetitive the
+    text (the walk needs several hundred bytes per word on spam, gigabytes for one 50 MB document).
+    """
+    if len(words) >= ARRAY_MIN_WORDS:
+        return _ngram_fractions_arrays(words, set(top_ns), set(dup_ns))
+    return _ngram_fractions_walk(words, set(top_ns), set(dup_ns))
+
+
+def _ngram_fractions_walk(
+    words: list[str], top_ns: set[int], dup_ns: set[int]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """`ngram_char_fractions` by counting n-gram tuples, visiting only positions that may repeat.
+
     Only duplicated n-grams matter to either measure, and an m-gram can only be duplicated where
     every n-gram inside it (n < m) is: if the m-grams at i and j are equal, so are the n-grams at
     i+k and j+k. So after one full count at the smallest n, each larger n counts only the positions
@@ -343,7 +361,6 @@ def ngram_char_fractions(
     that equal n-grams compare by identity, and coverage comes from the few n-grams seen once, so
     no step walks all positions in Python.
     """
-    top_ns, dup_ns = set(top_ns), set(dup_ns)
     top = dict.fromkeys(top_ns, 0.0)
     dup = dict.fromkeys(dup_ns, 0.0)
     prefix = list(accumulate(map(len, words), initial=0))  # prefix[i]: characters of words[:i]
@@ -390,6 +407,69 @@ def ngram_char_fractions(
             if n in dup_ns:
                 dup[n] = _covered_chars(prev_starts, n, prefix) / total_chars
         prev_n = n
+    return top, dup
+
+
+def _word_numbers(words: list[str]) -> np.ndarray:
+    """Each word's first position (int32): equal words, equal numbers. A dict of the distinct words
+    needs a third of the memory of Arrow's dictionary encoding, whose pool also keeps it afterwards."""
+    first: dict[str, int] = {}
+    return np.fromiter(map(first.setdefault, words, range(len(words))), np.int32, len(words))
+
+
+def _number(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per element: the rank of its value among the distinct values, and how often the value occurs."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    del keys
+    sizes = np.diff(np.append(np.flatnonzero(first), len(first))).astype(np.int32)
+    numbers = np.empty(len(first), dtype=np.int32)
+    numbers[order] = np.cumsum(first, dtype=np.int32) - 1
+    return numbers, sizes[numbers]
+
+
+def _ngram_fractions_arrays(
+    words: list[str], top_ns: set[int], dup_ns: set[int]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """`ngram_char_fractions` with each n-gram as a number: exact (no hashing), memory linear in words.
+
+    The (n+1)-gram at p is numbered from the n-gram's number at p and the number of word p+n, which
+    fit one int64 together. As in the walk, an (n+1)-gram can only repeat where the n-grams at p and
+    p+1 both do, so only those positions are carried on.
+    """
+    top = dict.fromkeys(top_ns, 0.0)
+    dup = dict.fromkeys(dup_ns, 0.0)
+    ns = sorted(top_ns | dup_ns)
+    prefix = np.zeros(len(words) + 1, dtype=np.int64)  # prefix[i]: characters of words[:i]
+    np.cumsum(np.fromiter(map(len, words), np.int64, len(words)), out=prefix[1:])
+    total = int(prefix[-1])
+    if not ns or len(words) <= ns[0] or total == 0:
+        return top, dup
+    ids = _word_numbers(words)
+    starts = np.arange(len(words), dtype=np.int32)  # positions whose `size`-gram may repeat
+    (grams, counts), size = _number(ids), 1
+    for n in ns:
+        while size < n and len(starts):
+            keep = (counts[:-1] > 1) & (counts[1:] > 1) & (starts[1:] == starts[:-1] + 1)
+            starts, grams = starts[:-1][keep], grams[:-1][keep]
+            size += 1
+            grams, counts = _number(grams.astype(np.int64) * len(words) + ids[starts + (size - 1)])
+        if not len(counts) or counts.max() < 2:
+            break  # every n-gram is unique, hence every larger one too
+        most = int(counts.max())
+        if n in top_ns:
+            chars = prefix[starts + n] - prefix[starts]
+            top[n] = most * int(chars[counts == most].max()) / total
+        if n in dup_ns:
+            edges = np.zeros(len(words) + 1, dtype=np.int32)  # +1 where a repeat begins, -1 past its end
+            repeated = starts[counts > 1]
+            edges[repeated] += 1
+            edges[repeated + n] -= 1
+            covered = np.cumsum(edges[:-1]) > 0
+            dup[n] = int(np.diff(prefix)[covered].sum()) / total
     return top, dup
 
 

@@ -81,7 +81,7 @@ class LanguageFilter(Step):
         return state
 
     def columns(self) -> dict[str, pa.DataType]:
-        # DESIGN.md fixes these two names (no `langid_` prefix): other stages group by `lang`.
+        # docs/contract.md fixes these two names (no `langid_` prefix): other stages group by `lang`.
         return {"lang": pa.string(), "lang_score": pa.float32()}
 
     def resolved_model_path(self) -> Path:

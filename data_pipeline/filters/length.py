@@ -1,4 +1,9 @@
-"""Document length bounds: the cheapest filter, and a guard before the expensive ones."""
+"""Document length bounds: the cheapest filters, and guards before the expensive ones.
+
+`doc_size` opens every filter stage (`stages.with_size_step`): the later steps hold views of a
+document (words, lines, n-gram counts) that cost a multiple of its size, so one runaway document
+(a 50 MB log dump) must not reach them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,11 @@ import pyarrow as pa
 
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step, param, register
+
+# 10 MB of UTF-8: ten times the largest English page gopher_quality keeps (100,000 words of at most
+# 10 characters, about 1.1 MB), so the default steps lose nothing to it; its job is to bound memory,
+# about 25 times the document in the default steps (docs/data_pipeline.md).
+MAX_DOC_BYTES = 10_000_000
 
 
 @register
@@ -33,4 +43,29 @@ class LengthFilter(Step):
             return "too_short"
         if self.max_chars is not None and n > self.max_chars:
             return "too_long"
+        return None
+
+
+def utf8_size_over(text: str, limit: int) -> bool:
+    """Whether `text` takes more than `limit` bytes as UTF-8, encoding it only when length cannot tell."""
+    if len(text) > limit:  # every character takes at least one byte
+        return True
+    if 4 * len(text) <= limit:  # and at most four
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+@register
+@dataclasses.dataclass
+class DocSizeFilter(Step):
+    """Drop documents above a size in UTF-8 bytes; runs first in every filter stage."""
+
+    name = "doc_size"
+    max_bytes: int | None = param(
+        MAX_DOC_BYTES, "drop documents of more bytes of UTF-8 text (None: no limit)", bounds="[1, inf)"
+    )
+
+    def apply(self, doc: Doc) -> str | None:
+        if self.max_bytes is not None and utf8_size_over(doc.text, self.max_bytes):
+            return "too_large"
         return None

@@ -154,7 +154,7 @@ _UNITS = ("word", "llama3")
 @cache
 def _llama3_tokenizer() -> Any:
     """The shipped Llama 3 tokenizer, loaded once per process (0.5 s)."""
-    from pretrain.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import Tokenizer
 
     return Tokenizer.from_file()
 

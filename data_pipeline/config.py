@@ -1,0 +1,213 @@
+"""Configuration fields of the data pipeline: each option's default, allowed values and help, written once.
+
+Filter steps (`filters/base.py`) and the stages of a recipe (the dataclasses below) declare their
+options with `param`, numbers with the interval they must lie in, written as in mathematics
+(`bounds="[0, 1)"`). `check_fields` checks values against the declarations (unknown names, types,
+intervals, choices), which is how a recipe refuses a bad option of its last stage before its first
+stage runs, and `field_type` turns a field into an argparse type, so `andes-data` options refuse
+the same values with the same rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from data_pipeline.io import DEFAULT_BATCH_ROWS
+
+DEDUP_METHODS = ("minhash", "exact", "url")
+PACK_STRATEGIES = ("best_fit", "concat")
+ON_BAD_INPUT = ("fail", "skip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Where a number may lie: `[lo, hi]`, with `(`/`)` for an open end and `inf` for no bound."""
+
+    text: str
+    lo: float
+    hi: float
+    lo_closed: bool
+    hi_closed: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        inner = text[1:-1].split(",")
+        if len(text) < 5 or text[0] not in "[(" or text[-1] not in "])" or len(inner) != 2:
+            raise ValueError(f"bounds {text!r}: expected an interval such as '[0, 1)'")
+        return cls(text, float(inner[0]), float(inner[1]), text[0] == "[", text[-1] == "]")
+
+    def __contains__(self, x: float) -> bool:  # NaN lies in no interval
+        above = self.lo <= x if self.lo_closed else self.lo < x
+        return above and (x <= self.hi if self.hi_closed else x < self.hi)
+
+
+def param(
+    default: Any, help: str, *, bounds: str | None = None, choices: Sequence[Any] | None = None, **kwargs: Any
+) -> Any:
+    """A configuration field: its default, a one-line help (`andes-data steps`, `--help`) and, for a
+    number, the interval it must lie in, or for a name, the values it may take."""
+    metadata = {"help": help, "bounds": Interval.parse(bounds) if bounds else None, "choices": choices}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+# The annotations `check_value` understands, what a value of each must be, and how to name it.
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "None": (lambda v: v is None, "null"),
+    "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+}
+
+
+def _kinds(field: dataclasses.Field) -> list[str] | None:
+    """The alternatives of a field's annotation (`int | None` -> int, None); None if one is not simple."""
+    kinds = [part.strip() for part in str(field.type).split("|")]
+    return kinds if all(kind in _KINDS for kind in kinds) else None
+
+
+def check_value(name: str, value: Any, field: dataclasses.Field) -> None:
+    """Refuse a value whose type does not match the field's annotation or that lies outside its
+    interval or choices; the error names the option as `name`."""
+    kinds = _kinds(field)
+    if kinds is not None and not any(_KINDS[kind][0](value) for kind in kinds):
+        raise ValueError(f"{name}={value!r}: expected {' or '.join(_KINDS[kind][1] for kind in kinds)}")
+    choices = field.metadata.get("choices")
+    if choices is not None and value is not None and value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    bounds = field.metadata.get("bounds")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if bounds is not None and number and value not in bounds:
+        raise ValueError(f"{name}={value!r}: must be in {bounds.text}")
+
+
+def check_fields(cls: type, values: Mapping[str, Any], where: str) -> None:
+    """Check options given for a config dataclass (named `where`): every name known, every value allowed."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown} (valid: {sorted(fields)})")
+    for name, value in values.items():
+        check_value(f"{where}.{name}" if where else name, value, fields[name])
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """A config dataclass's fields with their defaults (None where a field has none)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None if f.default is dataclasses.MISSING else f.default
+    return out
+
+
+def number_type(kind: type, bounds: str) -> Callable[[str], Any]:
+    """An argparse type: parse an int or float and refuse it outside `bounds` (usage error, exit 2)."""
+    interval = Interval.parse(bounds)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if value not in interval:
+            raise argparse.ArgumentTypeError(f"{text} must be in {interval.text}")
+        return value
+
+    return parse
+
+
+def field_type(cls: type, name: str) -> Callable[[str], Any]:
+    """The argparse type of an option that sets config field `name` (same type and interval)."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    kind = int if "int" in (_kinds(field) or ()) else float
+    bounds = field.metadata.get("bounds")
+    return number_type(kind, bounds.text if bounds else "[-inf, inf]")
+
+
+# The options of each recipe stage kind (`andes-data run`, data_pipeline/recipe.py); a default of
+# None on a field that names no None in its type means the recipe must set it.
+_ROWS_PER_FILE = "split each shard's output into parts of at most this many rows (None: one part)"
+_ON_BAD_INPUT = "fail: stop at a bad shard or row, naming it; skip: skip it, recording why"
+
+
+@dataclasses.dataclass
+class FilterStage:
+    steps: list | None = param(None, "steps in order: a name or {name: {params}} (`andes-data steps`)")
+    batch_rows: int = param(DEFAULT_BATCH_ROWS, "documents per processing batch", bounds="[1, inf)")
+    rows_per_file: int | None = param(None, _ROWS_PER_FILE, bounds="[1, inf)")
+    write_dropped: bool = param(False, "also write dropped documents to OUT/dropped/")
+    on_bad_input: str = param("fail", _ON_BAD_INPUT, choices=ON_BAD_INPUT)
+
+
+@dataclasses.dataclass
+class DedupStage:
+    method: str = param("minhash", "minhash, exact (normalised text) or url", choices=DEDUP_METHODS)
+    ngram_size: int = param(5, "words per shingle (minhash)", bounds="[1, inf)")
+    bands: int = param(14, "LSH bands (minhash; FineWeb: 14)", bounds="[1, inf)")
+    rows: int = param(8, "MinHash values per band (FineWeb: 8)", bounds="[1, inf)")
+    seed: int = param(1, "MinHash permutation seed (datasketch's default)", bounds="[0, 4294967296)")
+    verify_threshold: float | None = param(
+        0.75, "minhash: link a candidate pair only if its estimated Jaccard reaches this", bounds="(0, 1]"
+    )
+    normalize: bool = param(True, "exact: compare normalised text (False: raw text)")
+    url_column: str = param("url", "url: column holding the URL")
+    timestamp_column: str | None = param("timestamp", "url: keep the newest by this column (''/None: first)")
+    annotate: bool = param(False, "keep every document, adding cluster and duplicate columns")
+    partitions: int | None = param(None, "bucket partitions (None: by rows_per_partition)", bounds="[1, inf)")
+    rows_per_partition: int = param(4_000_000, "bucket rows one task sorts in memory", bounds="[1, inf)")
+    batch_rows: int = param(DEFAULT_BATCH_ROWS, "documents per processing batch", bounds="[1, inf)")
+    rows_per_file: int | None = param(None, _ROWS_PER_FILE, bounds="[1, inf)")
+    write_dropped: bool = param(False, "also write dropped documents to OUT/dropped/")
+    on_bad_input: str = param("fail", _ON_BAD_INPUT, choices=ON_BAD_INPUT)
+
+
+@dataclasses.dataclass
+class TrainTokenizerStage:
+    vocab_size: int | None = param(None, "total vocab incl. 256 special tokens", bounds="[1, inf)")
+    max_chars: int | None = param(None, "train on at most this many characters", bounds="[1, inf)")
+
+
+@dataclasses.dataclass
+class PackStage:
+    seq_len: int | None = param(None, "training sequence length", bounds="[1, inf)")
+    tokenizer: str | None = param(None, "tiktoken ranks file (None: the recipe's trained one, else Llama 3)")
+    val_fraction: float = param(0.0, "fraction of documents for output/val/", bounds="[0, 1)")
+    rows_per_shard: int = param(4096, "sequences per Parquet shard", bounds="[1, inf)")
+    seed: int = param(0, "salt of the validation hash and the shuffle", bounds="[0, inf)")
+    strategy: str = param("best_fit", "best_fit or concat", choices=PACK_STRATEGIES)
+    shuffle: bool = param(True, "shuffle the rows (False: packing order)")
+    # Mixing: the stage's input gets `weight`; `sources` adds [{path: DIR, weight: W}, ...].
+    weight: float | None = param(None, "token share of the stage's input when mixing", bounds="[0, inf)")
+    sources: list | None = param([], "more inputs to mix: [{path: DIR, weight: W}, ...]")
+
+
+@dataclasses.dataclass
+class PackSource:
+    path: str = param("", "Parquet file, directory or glob")
+    weight: float = param(1.0, "token share of this source", bounds="[0, inf)")
+
+
+@dataclasses.dataclass
+class Recipe:
+    input: str | None = param(None, "Parquet documents (dir, file or glob)")
+    output: str | None = param(None, "stage outputs go under here")
+    workers: int = param(1, "worker processes of each stage", bounds="[1, inf)")
+    stages: list | None = param(None, "the stages, in order: [{kind: {options}}, ...]")
+
+
+STAGES: dict[str, type] = {
+    "filter": FilterStage,
+    "dedup": DedupStage,
+    "train_tokenizer": TrainTokenizerStage,
+    "pack": PackStage,
+}
