@@ -11,4 +11,6 @@ else
     nproc=$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The config, layout and data checks first, in one process: a bad command is one line, exit 2.
+WORLD_SIZE=$nproc python -m pretrain.train --check "$@"
 exec torchrun --standalone --nproc-per-node "$nproc" -m pretrain.train "$@"

@@ -443,11 +443,16 @@ def train(cfg: TrainConfig | DictConfig) -> TrainResult:
             dist.destroy_process_group()
 
 
-USAGE = """usage: python -m pretrain.train [key=value ...]   (or torchrun ... -m pretrain.train ...)
+USAGE = """usage: python -m pretrain.train [--check] [key=value ...]   (or torchrun ... -m pretrain.train ...)
 
 Overrides of configs/train.yaml, Hydra syntax: groups (model=llama3_8b, lr=wsd) and keys
 (training.steps=1000, optim.lr=3e-4). Every key, its default and its range: pretrain/job_config.py.
-A bad config, layout or data set is reported as one line, with exit code 2, before anything runs."""
+A bad config, layout, data set or checkpoint to resume is reported as one line, with exit code 2,
+before anything runs. --check runs only those checks (for WORLD_SIZE ranks) and exits."""
+
+PEER_EXIT_DELAY_S = 5.0
+"""On a config error, ranks other than 0 wait this long before exiting: torchrun stops the other
+ranks as soon as one exits, and rank 0 is the one that prints the error."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,11 +460,21 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return EXIT_OK
+    check_only = "--check" in argv
+    rank = int(os.environ.get("RANK", "0"))
     try:
-        train(compose_config(argv, data_path=None))
+        cfg = compose_config([a for a in argv if a != "--check"], data_path=None)
+        if check_only:
+            _, data, start = preflight(cfg, int(os.environ.get("WORLD_SIZE", "1")), rank)
+            resume = f", resuming step {start}" if start else ""
+            print(f"config ok: {len(data.train)} training sequences{resume}", flush=True)
+        else:
+            train(cfg)
     except ConfigError as e:
-        if int(os.environ.get("RANK", "0")) == 0:
+        if rank == 0:
             print(f"config error: {e}", file=sys.stderr, flush=True)
+        elif "LOCAL_WORLD_SIZE" in os.environ:  # under torchrun
+            time.sleep(PEER_EXIT_DELAY_S)
         return EXIT_CONFIG
     return EXIT_OK
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch.distributed as dist
@@ -139,3 +140,26 @@ def test_torchrun_config_error_printed_once_exit_2(packed_data, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("config error: unknown config key training.stepz") == 1, proc.stderr
     assert "exitcode  : 2" in proc.stderr
+
+
+def test_check_only_runs_the_checks_for_world_size(packed_data, tmp_path, capsys, monkeypatch):
+    args = tiny_overrides(packed_data, tmp_path / "run")
+    assert main(["--check", *args]) == 0
+    assert "config ok: 64 training sequences" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert "world_size=3" in _main_error(capsys, ["--check", *args, "parallel.tp=2"])
+
+
+def test_local_launcher_reports_a_bad_config_before_torchrun(packed_data, tmp_path):
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    args = tiny_overrides(packed_data, tmp_path / "run", "training.steps=-3")
+    proc = subprocess.run(
+        ["bash", "launch/local.sh", "2", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "config error: training.steps=-3 must be >= 1"
