@@ -1,11 +1,13 @@
 """Configuration fields of the data pipeline: each option's default, allowed values and help, written once.
 
-Filter steps (`filters/base.py`) and the stages of a recipe (the dataclasses below) declare their
-options with `param`, numbers with the interval they must lie in, written as in mathematics
-(`bounds="[0, 1)"`). `check_fields` checks values against the declarations (unknown names, types,
-intervals, choices), which is how a recipe refuses a bad option of its last stage before its first
-stage runs, and `field_type` turns a field into an argparse type, so `andes-data` options refuse
-the same values with the same rule.
+Filter steps (`filters/base.py`), the stages of a recipe and the commands that are no stage (the
+dataclasses below) declare their options with `param`, numbers with the interval they must lie in,
+written as in mathematics (`bounds="[0, 1)"`). `check_fields` checks values against the declarations
+(unknown names, types, intervals, choices), which is how a recipe refuses a bad option of its last
+stage before its first stage runs, and `field_type` turns a field into an argparse type, so
+`andes-data` options (declared with `config_option`, data_pipeline/commands/options.py) take their
+default from the field and refuse the same values with the same rule. The Python functions behind
+the commands take their keyword defaults from the same fields (checked by tests/test_data_cli_defaults.py).
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ def defaults(cls: type) -> dict[str, Any]:
     return out
 
 
+def field_default(cls: type, name: str) -> Any:
+    """One config field's default (a fresh copy of a list); None where it has none."""
+    return defaults(cls)[name]
+
+
 def number_type(kind: type, bounds: str) -> Callable[[str], Any]:
     """An argparse type: parse an int or float and refuse it outside `bounds` (usage error, exit 2)."""
     interval = Interval.parse(bounds)
@@ -126,9 +133,22 @@ def number_type(kind: type, bounds: str) -> Callable[[str], Any]:
     return parse
 
 
+def config_field(cls: type, name: str) -> dataclasses.Field:
+    """Field `name` of a config dataclass (a KeyError names it if there is none)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise KeyError(f"{cls.__name__} has no field {name!r}")
+    return fields[name]
+
+
+def is_number(field: dataclasses.Field) -> bool:
+    """Whether a field holds a number (an `int` or `float` annotation, possibly `| None`)."""
+    return bool({"int", "float"} & set(_kinds(field) or ()))
+
+
 def field_type(cls: type, name: str) -> Callable[[str], Any]:
     """The argparse type of an option that sets config field `name` (same type and interval)."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    field = config_field(cls, name)
     kind = int if "int" in (_kinds(field) or ()) else float
     bounds = field.metadata.get("bounds")
     return number_type(kind, bounds.text if bounds else "[-inf, inf]")
@@ -164,6 +184,7 @@ class DedupStage:
     timestamp_column: str | None = param("timestamp", "url: keep the newest by this column (''/None: first)")
     annotate: bool = param(False, "keep every document, adding cluster and duplicate columns")
     partitions: int | None = param(None, "bucket partitions (None: by rows_per_partition)", bounds="[1, inf)")
+    # 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
     rows_per_partition: int = param(4_000_000, "bucket rows one task sorts in memory", bounds="[1, inf)")
     batch_rows: int = param(DEFAULT_BATCH_ROWS, "documents per processing batch", bounds="[1, inf)")
     rows_per_file: int | None = param(None, _ROWS_PER_FILE, bounds="[1, inf)")
@@ -195,6 +216,55 @@ class PackStage:
 class PackSource:
     path: str = param("", "Parquet file, directory or glob")
     weight: float = param(1.0, "token share of this source", bounds="[0, inf)")
+
+
+# Options of the commands that are no recipe stage (`andes-data train-classifier`, `classify`).
+
+
+@dataclasses.dataclass
+class TrainClassifierOptions:
+    """The trainer's fastText parameters and data split (data_pipeline/classifier/training.py).
+
+    The fastText values are DCLM's OH-2.5 + ELI5 classifier: `--wordNgrams 2` and the defaults of
+    dclm baselines/train_fasttext_classifier.py otherwise (lr 0.1, dim 100, ws 5, epoch 5, minCount 1,
+    and fastText's bucket 2,000,000; the README says they "did not deviate from their default
+    values"). These are also fastText's own supervised defaults. The bigram hash table is bucket x
+    dim floats (800 MB at the defaults), hence DCLM's multi-GB model; a smaller `bucket` shrinks it.
+    """
+
+    label_column: str = param("label", "label column of --labelled inputs")
+    positive_label: str = param("1", "value of --label-column that marks a positive document")
+    epochs: int = param(5, "training epochs (DCLM: 5)", bounds="[1, inf)")
+    lr: float = param(0.1, "learning rate (DCLM: 0.1)", bounds="(0, inf)")
+    word_ngrams: int = param(2, "word n-gram length (DCLM: 2)", bounds="[1, inf)")
+    dim: int = param(100, "embedding size (DCLM: 100)", bounds="[1, inf)")
+    min_count: int = param(1, "minimum word count (DCLM: 1)", bounds="[1, inf)")
+    bucket: int = param(2_000_000, "n-gram hash buckets (fastText/DCLM: 2M)", bounds="[1, inf)")
+    ws: int = param(5, "context window (fastText/DCLM: 5; not an option)", bounds="[1, inf)")
+    valid_fraction: float = param(0.1, "share of documents held out (by text hash)", bounds="[0, 1)")
+    seed: int = param(0, "seed of the split, the balancing and fastText")
+    balance: bool = param(True, "downsample the larger class to the size of the smaller")
+    max_docs_per_class: int | None = param(None, "downsample each class to at most this", bounds="[1, inf)")
+    threads: int | None = param(
+        None,
+        "fastText threads (default: all cores; 1 gives a bit-for-bit repeatable model)",
+        bounds="[1, inf)",
+    )
+
+
+@dataclasses.dataclass
+class ClassifyOptions:
+    """`andes-data classify` beyond its `quality` step's parameters (data_pipeline/filters/quality.py)."""
+
+    top_fraction: float | None = param(
+        None, "keep this share of documents with the highest scores (DCLM: 0.1)", bounds="(0, 1]"
+    )
+    sample: int | None = param(
+        1_000_000,
+        "--top-fraction: score about this many sampled documents for the threshold (0: all)",
+        bounds="[0, inf)",
+    )
+    seed: int = param(0, "--top-fraction: seed of the sample")
 
 
 @dataclasses.dataclass

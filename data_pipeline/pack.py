@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.config import PACK_STRATEGIES
+from data_pipeline.config import PACK_STRATEGIES, PackStage
 from data_pipeline.guard import check_io
 from data_pipeline.io import check_string_column, iter_batches, list_parquet, open_parquet
 from data_pipeline.packed_format import MANIFEST, PACKED_FORMAT, SHARD_SCHEMA
@@ -277,12 +277,12 @@ def pack(
     tokenizer: Tokenizer,
     seq_len: int,
     *,
-    strategy: str = "best_fit",
-    shuffle: bool = True,
+    strategy: str = PackStage.strategy,
+    shuffle: bool = PackStage.shuffle,
     weights: list[float] | None = None,
-    val_fraction: float = 0.0,
-    rows_per_shard: int = 4096,
-    seed: int = 0,
+    val_fraction: float = PackStage.val_fraction,
+    rows_per_shard: int = PackStage.rows_per_shard,
+    seed: int = PackStage.seed,
     progress: bool = True,
     allow_incomplete: bool = False,
 ) -> dict:
@@ -369,9 +369,9 @@ def pack_chunks(
     output: Path,
     tokenizer: Tokenizer,
     seq_len: int,
-    val_fraction: float = 0.0,
-    rows_per_shard: int = 4096,
-    seed: int = 0,
+    val_fraction: float = PackStage.val_fraction,
+    rows_per_shard: int = PackStage.rows_per_shard,
+    seed: int = PackStage.seed,
 ) -> dict:
     """Concatenate-and-chunk in input order, unshuffled (the GPT-style baseline of `pack`)."""
     return pack(

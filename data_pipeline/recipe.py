@@ -92,7 +92,7 @@ def parse_stages(cfg: DictConfig, source: str) -> list[Stage]:
         raise ValueError(f"{source}: 'stages' must be a non-empty list")
     entries = OmegaConf.to_container(stages_cfg, resolve=True)
     try:
-        check_fields(Recipe, {"workers": cfg.get("workers", 1)}, "")
+        check_fields(Recipe, {"workers": cfg.get("workers", Recipe.workers)}, "")
         return [_parse_stage(i, entry) for i, entry in enumerate(entries)]
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
@@ -123,7 +123,9 @@ def _check_stage(kind: str, p: dict) -> None:
     if kind == "filter":
         build_steps(with_size_step(parse_step_specs(p["steps"])))
     elif kind == "dedup":
-        dedup_config(p)
+        from data_pipeline.dedup.tasks import DedupConfig
+
+        DedupConfig.from_options(p)
     elif kind == "train_tokenizer":
         from data_pipeline.train_tokenizer import base_vocab_size
 
@@ -218,7 +220,7 @@ def run_recipe(
     """
     cfg = load_recipe(path, overrides)
     stages = parse_stages(cfg, str(path))
-    workers = int(cfg.get("workers", 1))
+    workers = int(cfg.get("workers", Recipe.workers))
     list_parquet(Path(str(cfg.input)))  # a missing input fails before anything is written
     planned = plan_recipe(cfg, stages)
     check_recipe_paths(cfg, planned)
@@ -282,29 +284,12 @@ def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progr
     return out
 
 
-def dedup_config(params: dict) -> Any:
-    """A recipe dedup stage's `DedupConfig`."""
-    from data_pipeline.dedup.minhash import MinHashConfig
-    from data_pipeline.dedup.tasks import DedupConfig
-
-    p = params
-    minhash = MinHashConfig(ngram_size=p["ngram_size"], bands=p["bands"], rows=p["rows"], seed=p["seed"])
-    return DedupConfig(
-        method=p["method"],
-        minhash=minhash,
-        normalize=p["normalize"],
-        url_column=p["url_column"],
-        timestamp_column=p["timestamp_column"] or None,
-        verify_threshold=p["verify_threshold"],
-        annotate=p["annotate"],
-    )
-
-
 def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     from data_pipeline.dedup.run import WORK_DIR, print_dedup_summary, run_dedup, stage_names
+    from data_pipeline.dedup.tasks import DedupConfig
 
     p = stage.params
-    cfg = dedup_config(p)
+    cfg = DedupConfig.from_options(p)
     if part.sub is not None and part.sub.startswith("merge-"):
         # A launcher that submits before this stage's input exists sizes the merge rounds for the
         # largest possible input; rounds this input does not have are no-ops.

@@ -9,6 +9,7 @@ A shard without a marker is unfinished: its leftovers are deleted before it is p
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -295,6 +296,76 @@ def _run_steps(steps: Sequence[Step], docs: list[Doc], stats: ShardStats) -> Non
         step_stats.docs_out += sum(d.drop_reason is None for d in docs)
 
 
+class _ShardOutputs:
+    """A shard's kept rows in `<stem>-NNNNN.parquet` and, with `write_dropped`, its dropped rows (with a
+    `drop_reason` column) under DROPPED_DIR: written together, committed or aborted together."""
+
+    def __init__(self, out_dir: Path, stem: str, rows_per_file: int | None, write_dropped: bool) -> None:
+        self.out_dir = out_dir
+        self.kept = _PartWriter(out_dir, stem, rows_per_file)
+        self.dropped = _PartWriter(out_dir / DROPPED_DIR, stem, rows_per_file) if write_dropped else None
+
+    def write(self, table: pa.Table, docs: list[Doc], steps: Sequence[Step]) -> int:
+        """Write one batch's rows; returns the UTF-8 bytes of the kept texts."""
+        kept_table = _output_table(table, docs, steps, lambda d: d.drop_reason is None, {})
+        self.kept.write(kept_table)
+        if self.dropped is not None:
+            reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
+            extra = {"drop_reason": pa.array(reasons, type=pa.string())}
+            self.dropped.write(_output_table(table, docs, steps, lambda d: d.drop_reason is not None, extra))
+        return pc.sum(pc.binary_length(kept_table.column("text"))).as_py() or 0
+
+    def commit(self, schema: pa.Schema) -> list[str]:
+        """Rename every part to its final name; returns their paths relative to the output directory."""
+        outputs = self.kept.commit(schema)
+        if self.dropped is not None:
+            outputs += self.dropped.commit(_add_field(schema, pa.field("drop_reason", pa.string())))
+        return [str(p.relative_to(self.out_dir)) for p in outputs]
+
+    def abort(self) -> None:
+        self.kept.abort()
+        if self.dropped is not None:
+            self.dropped.abort()
+
+
+def _filter_batch(
+    shard: Path, row: int, batch: pa.RecordBatch, steps: Sequence[Step], stats: ShardStats, skip_bad: bool
+) -> tuple[pa.Table, list[Doc]]:
+    """Run the steps over one batch, counting it into `stats`; returns the batch as a table and its docs."""
+    table = pa.Table.from_batches([batch])
+    if "id" not in table.schema.names:  # docs/contract.md: ids are made if missing
+        ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
+        table = table.append_column("id", pa.array(ids, type=pa.string()))
+    docs = _documents(batch, batch_texts(shard, batch, row, skip_bad), row)
+    # UTF-8 sizes from Arrow's offsets, not by re-encoding every document in Python.
+    valid = pa.array([d.drop_reason is None for d in docs], type=pa.bool_())
+    lengths = pc.if_else(valid, pc.binary_length(batch.column("text")), 0)
+    stats.bytes_in += pc.sum(lengths).as_py() or 0
+    _run_steps(steps, docs, stats)
+    stats.docs_in += len(docs)
+    stats.docs_out += sum(d.drop_reason is None for d in docs)
+    return table, docs
+
+
+def write_marker(out_dir: Path, unit: Path, stats: ShardStats) -> None:
+    """Write a unit's completion marker `.done/<stem>.json`: its stats, atomically."""
+    write_marker_text(marker_path(out_dir, unit), json.dumps(stats.to_json(), indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def shard_task(out_dir: Path, unit: Path) -> Iterator[ShardStats]:
+    """One unit of work (an input shard, a dedup partition or merge) with its stats, timed.
+
+    The completion marker is written only when the body finishes: a unit that raised (bad input,
+    disk full, `Interrupted`) has none, so it counts as unfinished and is redone on resume.
+    """
+    start = time.perf_counter()
+    stats = ShardStats(shard=unit.name)
+    yield stats
+    stats.seconds = time.perf_counter() - start
+    write_marker(out_dir, unit, stats)
+
+
 def process_shard(
     shard: Path,
     out_dir: Path,
@@ -314,59 +385,30 @@ def process_shard(
     """
     if batch_rows < 1 or (rows_per_file is not None and rows_per_file < 1):
         raise ValueError(f"batch_rows={batch_rows} and rows_per_file={rows_per_file} must be >= 1")
-    start = time.perf_counter()
-    clean_partial(out_dir, shard)
-    file = open_shard(shard)
-    fingerprint = input_fingerprint(shard)  # before reading: a rewrite during the run shows on resume
-    batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
-    stats = ShardStats(shard=shard.name, steps={s.label(): StepStats() for s in steps}, input=fingerprint)
-    dropped: Counter[str] = Counter()
-    kept_writer = _PartWriter(out_dir, shard.stem, rows_per_file)
-    dropped_writer = _PartWriter(out_dir / DROPPED_DIR, shard.stem, rows_per_file) if write_dropped else None
-    try:
-        for step in steps:
-            step.begin_shard(shard)
-        for row, batch in read_batches(shard, file, batch_rows):
-            if should_stop():
-                raise Interrupted(str(shard))
-            table = pa.Table.from_batches([batch])
-            if "id" not in table.schema.names:  # docs/contract.md: ids are made if missing
-                ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
-                table = table.append_column("id", pa.array(ids, type=pa.string()))
-            docs = _documents(batch, batch_texts(shard, batch, row, skip_bad), row)
-            # UTF-8 sizes from Arrow's offsets, not by re-encoding every document in Python.
-            valid = pa.array([d.drop_reason is None for d in docs], type=pa.bool_())
-            lengths = pc.if_else(valid, pc.binary_length(batch.column("text")), 0)
-            stats.bytes_in += pc.sum(lengths).as_py() or 0
-            _run_steps(steps, docs, stats)
-            dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
-            kept = [d for d in docs if d.drop_reason is None]
-            stats.docs_in += len(docs)
-            stats.docs_out += len(kept)
-            kept_table = _output_table(table, docs, steps, lambda d: d.drop_reason is None, {})
-            stats.bytes_out += pc.sum(pc.binary_length(kept_table.column("text"))).as_py() or 0
-            kept_writer.write(kept_table)
-            if dropped_writer is not None:
-                reasons = [d.drop_reason for d in docs if d.drop_reason is not None]
-                extra = {"drop_reason": pa.array(reasons, type=pa.string())}
-                dropped_writer.write(
-                    _output_table(table, docs, steps, lambda d: d.drop_reason is not None, extra)
-                )
-            progress(batch.num_rows)
-        schema = _empty_schema(file.schema_arrow, steps)
-        outputs = kept_writer.commit(schema)
-        if dropped_writer is not None:
-            outputs += dropped_writer.commit(_add_field(schema, pa.field("drop_reason", pa.string())))
-    except BaseException:
-        kept_writer.abort()
-        if dropped_writer is not None:
-            dropped_writer.abort()
+    with shard_task(out_dir, shard) as stats:
         clean_partial(out_dir, shard)
-        raise
-    stats.dropped = dict(sorted(dropped.items()))
-    stats.outputs = [str(p.relative_to(out_dir)) for p in outputs]
-    stats.seconds = time.perf_counter() - start
-    write_marker_text(marker_path(out_dir, shard), json.dumps(stats.to_json(), indent=1) + "\n")
+        file = open_shard(shard)
+        stats.input = input_fingerprint(shard)  # before reading: a rewrite during the run shows on resume
+        stats.steps = {s.label(): StepStats() for s in steps}
+        batch_rows = max([batch_rows, *(s.batch_docs() or 0 for s in steps)])
+        dropped: Counter[str] = Counter()
+        outputs = _ShardOutputs(out_dir, shard.stem, rows_per_file, write_dropped)
+        try:
+            for step in steps:
+                step.begin_shard(shard)
+            for row, batch in read_batches(shard, file, batch_rows):
+                if should_stop():
+                    raise Interrupted(str(shard))
+                table, docs = _filter_batch(shard, row, batch, steps, stats, skip_bad)
+                dropped.update(d.drop_reason for d in docs if d.drop_reason is not None)
+                stats.bytes_out += outputs.write(table, docs, steps)
+                progress(batch.num_rows)
+            stats.outputs = outputs.commit(_empty_schema(file.schema_arrow, steps))
+        except BaseException:
+            outputs.abort()
+            clean_partial(out_dir, shard)
+            raise
+        stats.dropped = dict(sorted(dropped.items()))
     return stats
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from data_pipeline.config import ON_BAD_INPUT, FilterStage, Recipe
 from data_pipeline.executors.local import run_local
 from data_pipeline.filters.base import Step, build_step
 from data_pipeline.guard import STAGE_FILE, check_io, remove_stage_output, sync_with_input
-from data_pipeline.io import DEFAULT_BATCH_ROWS, create_text_once, list_parquet
+from data_pipeline.io import create_text_once, list_parquet
 from data_pipeline.shard import FilterTask, ShardError, iter_shard_texts, read_marker
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
@@ -104,7 +105,7 @@ def check_run_options(
     on_bad_input: str, rank: int, world_size: int, overwrite: bool, **counts: int | None
 ) -> None:
     """Usage checks shared by the sharded stages; `counts` must be positive integers (or None)."""
-    if on_bad_input not in ("fail", "skip"):
+    if on_bad_input not in ON_BAD_INPUT:
         raise ValueError(f"on_bad_input={on_bad_input!r}: expected 'fail' or 'skip'")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
@@ -137,11 +138,11 @@ def run_filter(
     output: str | Path,
     steps: Sequence[tuple[str, dict]],
     *,
-    workers: int = 1,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    rows_per_file: int | None = None,
-    write_dropped: bool = False,
-    on_bad_input: str = "fail",
+    workers: int = Recipe.workers,
+    batch_rows: int = FilterStage.batch_rows,
+    rows_per_file: int | None = FilterStage.rows_per_file,
+    write_dropped: bool = FilterStage.write_dropped,
+    on_bad_input: str = FilterStage.on_bad_input,
     overwrite: bool = False,
     progress: bool = True,
     rank: int = 0,

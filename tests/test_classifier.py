@@ -12,18 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.classifier import (
-    binary_metrics,
+from data_pipeline.classifier.metrics import binary_metrics, format_metrics, roc_auc
+from data_pipeline.classifier.scoring import (
     fasttext_line,
-    format_metrics,
     load_model,
-    roc_auc,
-    run_classify,
     score_texts,
-    sidecar_path,
     threshold_for_top_fraction,
 )
-from data_pipeline.classifier import train_classifier as _train_classifier
+from data_pipeline.classifier.stage import run_classify
+from data_pipeline.classifier.training import sidecar_path
+from data_pipeline.classifier.training import train_classifier as _train_classifier
 from data_pipeline.filters.base import build_step, run_steps
 from data_pipeline.stages import build_steps
 

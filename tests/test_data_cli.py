@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.cli import SAMPLE_DIR, main
+from data_pipeline.cli import main
+from data_pipeline.commands.info import SAMPLE_DIR
 from data_pipeline.io import list_parquet
 from data_pipeline.packed_format import read_manifest
 from data_pipeline.sample.build_shakespeare import heading_number, text_documents

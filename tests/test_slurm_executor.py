@@ -19,7 +19,8 @@ import pytest
 import yaml
 from slurm_cluster import slurm_cluster  # noqa: F401
 
-from data_pipeline.cli import SAMPLE_DIR, build_parser, main
+from data_pipeline.cli import build_parser, main
+from data_pipeline.commands.info import SAMPLE_DIR
 from data_pipeline.executors.slurm import TASK_ID, SlurmError, SlurmOptions, compress_indices, missing_ranks
 from data_pipeline.recipe import run_recipe
 

@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from data_pipeline.commands.options import (
+    AddCommand,
+    allow_incomplete_option,
+    config_option,
+    executor_option,
+    slurm_options,
+)
+from data_pipeline.config import PackStage, TrainClassifierOptions, TrainTokenizerStage
 from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
+
+
+def add_train_tokenizer_parser(add: AddCommand) -> None:
+    sub = add(
+        "train-tokenizer", cmd_train_tokenizer, "train a byte-level BPE and write a tiktoken ranks file"
+    )
+    sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
+    sub.add_argument("--output", required=True, type=Path, help="ranks file to write")
+    config_option(sub, "--vocab-size", TrainTokenizerStage, "vocab_size", required=True)
+    config_option(
+        sub,
+        "--max-chars",
+        TrainTokenizerStage,
+        "max_chars",
+        help="train on at most this many characters (default: all)",
+    )
+    allow_incomplete_option(sub)
+    executor_option(sub)
+    slurm_options(sub, arrays=False)
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
@@ -17,6 +45,48 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     )
     print(f"wrote {output} (vocab_size {args.vocab_size} incl. 256 special tokens)")
     return 0
+
+
+def add_pack_parser(add: AddCommand) -> None:
+    sub = add("pack", cmd_pack, "tokenize documents and pack them into rows of seq_len+1 tokens")
+    sub.add_argument(
+        "--input",
+        required=True,
+        action="append",
+        help="Parquet file, directory of *.parquet, or glob; repeat to mix sources (see --weights)",
+    )
+    config_option(
+        sub,
+        "--strategy",
+        PackStage,
+        "strategy",
+        help="best_fit: best-fit-decreasing, documents that fit a row are never split (Ding et al. 2024); "
+        "concat: concatenate and chunk",
+    )
+    sub.add_argument("--no-shuffle", action="store_true", help="keep rows in packing order")
+    sub.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated token share of each --input, e.g. 0.5,0.25,0.17,0.08 (Llama 3's mix)",
+    )
+    sub.add_argument("--output", required=True, type=Path, help="output directory (replaced atomically)")
+    config_option(sub, "--seq-len", PackStage, "seq_len", required=True)
+    config_option(
+        sub,
+        "--tokenizer",
+        PackStage,
+        "tokenizer",
+        type=Path,
+        help="tiktoken ranks file (default: the Llama 3 model shipped in llama-models)",
+    )
+    config_option(sub, "--val-fraction", PackStage, "val_fraction")
+    config_option(sub, "--rows-per-shard", PackStage, "rows_per_shard")
+    config_option(
+        sub, "--seed", PackStage, "seed", help="salt of the id hash that picks validation documents"
+    )
+    allow_incomplete_option(sub)
+    executor_option(sub)
+    slurm_options(sub, arrays=False)
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -54,8 +124,41 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_classifier_parser(add: AddCommand) -> None:
+    sub = add(
+        "train-classifier",
+        cmd_train_classifier,
+        "train a fastText quality classifier (DCLM recipe) from labelled Parquet documents",
+    )
+    sub.epilog = (
+        "Writes OUT (the model) and OUT.json (labels hq/cc, hyperparameters, counts, held-out precision, "
+        "recall, F1 and ROC AUC). Defaults are DCLM's OH-2.5+ELI5 classifier: word bigrams, lr 0.1, "
+        "dim 100, 5 epochs, minCount 1, 2M hash buckets (an ~800 MB model; --bucket shrinks it)."
+    )
+    for flag, what in (
+        ("--positive", "Parquet dir/file/glob of high-quality documents"),
+        ("--negative", "Parquet dir/file/glob of low-quality documents"),
+        ("--labelled", "Parquet dir/file/glob with text and a label column"),
+    ):
+        sub.add_argument(flag, action="append", default=[], help=what)
+    config_option(sub, "--label-column", TrainClassifierOptions, "label_column")
+    config_option(sub, "--positive-label", TrainClassifierOptions, "positive_label")
+    sub.add_argument("--output", required=True, type=Path, help="model file to write (e.g. quality.bin)")
+    for name in ("epochs", "lr", "word_ngrams", "dim", "min_count", "bucket", "valid_fraction"):
+        config_option(sub, "--" + name.replace("_", "-"), TrainClassifierOptions, name)
+    config_option(sub, "--seed", TrainClassifierOptions, "seed", type=int)
+    sub.add_argument(
+        "--no-balance", action="store_true", help="keep both classes whole instead of downsampling the larger"
+    )
+    config_option(sub, "--max-docs-per-class", TrainClassifierOptions, "max_docs_per_class")
+    config_option(sub, "--threads", TrainClassifierOptions, "threads")
+    sub.add_argument("--quiet", action="store_true", help="no fastText progress output")
+    allow_incomplete_option(sub)
+
+
 def cmd_train_classifier(args: argparse.Namespace) -> int:
-    from data_pipeline.classifier import format_metrics, sidecar_path, train_classifier
+    from data_pipeline.classifier.metrics import format_metrics
+    from data_pipeline.classifier.training import sidecar_path, train_classifier
 
     if args.labelled and (args.positive or args.negative):
         raise ValueError("give --labelled, or --positive and --negative, not both")

@@ -5,9 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data_pipeline.commands.options import AddCommand, _positive_int, allow_incomplete_option
 from data_pipeline.io import list_parquet
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
+
+
+def add_stats_parser(add: AddCommand) -> None:
+    sub = add("stats", cmd_stats, "summarise a directory of Parquet shards (and its stats.json, if any)")
+    sub.add_argument("--input", required=True, help="Parquet file, directory of *.parquet, or glob")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=1_000_000,
+        help="read at most about this many rows for the distributions (counts cover all files)",
+    )
+    allow_incomplete_option(sub)
+
+
+def add_steps_parser(add: AddCommand) -> None:
+    sub = add("steps", cmd_steps, "list the filter steps with their parameters, defaults and columns")
+    sub.add_argument("names", nargs="*", help="only these steps")
+
+
+def add_sample_path_parser(add: AddCommand) -> None:
+    add("sample-path", cmd_sample_path, "print the directory of the bundled Shakespeare sample corpus")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

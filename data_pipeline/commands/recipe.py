@@ -3,6 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from data_pipeline.commands.options import AddCommand, executor_option, slurm_options, split_options
+
+
+def add_run_parser(add: AddCommand) -> None:
+    sub = add("run", cmd_run, "run a multi-stage recipe (YAML): filter, train_tokenizer, pack")
+    sub.add_argument("recipe", type=Path, help="recipe file, e.g. configs/pipeline/fineweb.yaml")
+    sub.add_argument(
+        "overrides", nargs="*", help="OmegaConf dotlist overrides: input=DIR output=DIR workers=4 ..."
+    )
+    sub.add_argument("--overwrite", action="store_true", help="delete earlier outputs of the stages first")
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved recipe and exit (with --executor slurm: print the sbatch scripts)",
+    )
+    sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    executor_option(sub)
+    sub.add_argument(
+        "--stage",
+        default=None,
+        metavar="I[:SUB]",
+        help="run only stage I (0-based), or sub-stage SUB of a dedup stage (e.g. 1:hash)",
+    )
+    split_options(
+        sub,
+        "with --stage: this task's index",
+        "with --stage: tasks sharing the stage; this one takes its units[rank::world_size]",
+    )
+    slurm_options(sub, dry_run=False)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

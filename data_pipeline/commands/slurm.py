@@ -1,4 +1,4 @@
-"""`--executor slurm`: the Slurm option group and the glue handing a command to `executors.slurm`."""
+"""`--executor slurm`: the glue handing a command to `executors.slurm` (options: `options.slurm_options`)."""
 
 from __future__ import annotations
 
@@ -7,87 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_pipeline.commands.options import PROG, _positive_int
+from data_pipeline.commands.options import PROG, SLURM_DESTS
 from data_pipeline.commands.stages import dedup_config
+from data_pipeline.config import Recipe
 from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
-
-SLURM_DESTS = (
-    "tasks",
-    "shards_per_task",
-    "array_parallelism",
-    "partition",
-    "account",
-    "time",
-    "cpus_per_task",
-    "mem",
-    "slurm_logs",
-    "sbatch_arg",
-    "job_name",
-    "only_missing",
-)
-
-
-def slurm_options(sub: argparse.ArgumentParser, *, arrays: bool = True, dry_run: bool = True) -> None:
-    """Options of `--executor slurm` (docs/cluster_data.md); each needs --executor slurm."""
-    group = sub.add_argument_group("Slurm (with --executor slurm)")
-    if arrays:
-        size = group.add_mutually_exclusive_group()
-        size.add_argument(
-            "--tasks",
-            type=_positive_int,
-            default=None,
-            help="array tasks per stage (at most one per shard; default: one per --shards-per-task shards)",
-        )
-        size.add_argument(
-            "--shards-per-task",
-            "--tasks-per-job",
-            dest="shards_per_task",
-            type=_positive_int,
-            default=None,
-            help="shards (dedup: units) each array task takes; the array gets ceil(shards / this) tasks "
-            "(default 1)",
-        )
-        group.add_argument(
-            "--array-parallelism",
-            type=_positive_int,
-            default=None,
-            help="run at most this many tasks of an array at once (sbatch --array=...%%P)",
-        )
-        group.add_argument(
-            "--only-missing",
-            action="store_true",
-            help="submit only the array tasks that still have unfinished shards (plain re-submission "
-            "also works: finished shards are skipped)",
-        )
-    group.add_argument("--partition", default=None, help="sbatch --partition")
-    group.add_argument("--account", default=None, help="sbatch --account")
-    group.add_argument("--time", default=None, help="sbatch --time per job, e.g. 04:00:00")
-    group.add_argument(
-        "--cpus-per-task",
-        type=_positive_int,
-        default=None,
-        help="CPUs per job, also each task's --workers (default: --workers, or the recipe's workers)",
-    )
-    group.add_argument("--mem", default=None, help="sbatch --mem per job, e.g. 16G")
-    group.add_argument(
-        "--slurm-logs",
-        type=Path,
-        default=None,
-        help="directory for the job scripts, the per-task logs and submissions.jsonl (default: OUT.slurm)",
-    )
-    group.add_argument(
-        "--sbatch-arg",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="extra sbatch option for every job, written --sbatch-arg=--qos=high (repeatable)",
-    )
-    group.add_argument("--job-name", default=None, help="job name prefix (default: andes-COMMAND)")
-    if dry_run:
-        group.add_argument(
-            "--dry-run", action="store_true", help="print the sbatch scripts instead of submitting them"
-        )
 
 
 def check_executor_options(args: argparse.Namespace) -> bool:
@@ -172,7 +96,7 @@ def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if command == "run" and args.cpus_per_task is None:
         from data_pipeline.recipe import load_recipe
 
-        cpus = int(load_recipe(args.recipe, args.overrides).get("workers", 1))
+        cpus = int(load_recipe(args.recipe, args.overrides).get("workers", Recipe.workers))
     opts = slurm.SlurmOptions(
         tasks=getattr(args, "tasks", None),
         shards_per_task=getattr(args, "shards_per_task", None),

@@ -1,12 +1,49 @@
-"""The sharded Parquet-to-Parquet stages: `filter`, `dedup` and `classify`."""
+"""The sharded Parquet-to-Parquet stages: `filter`, `dedup` and `classify`, their options and handlers."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
-from data_pipeline.commands.options import shard_run_options
+from data_pipeline.commands.options import (
+    AddCommand,
+    _positive_int,
+    config_option,
+    io_options,
+    shard_output_options,
+    shard_run_options,
+    slurm_options,
+)
+from data_pipeline.config import ClassifyOptions, DedupStage, FilterStage, number_type
+from data_pipeline.filters.quality import QualityClassifier
 from data_pipeline.io import list_parquet
+
+
+def add_filter_parser(add: AddCommand) -> None:
+    sub = add("filter", cmd_filter, "annotate and filter Parquet documents (heuristic, NSFW, language steps)")
+    sub.epilog = (
+        "Steps and their parameters: `andes-data steps`. Outputs: OUT/<shard>-NNNNN.parquet (all input "
+        "columns + annotation columns), OUT/.done/<shard>.json per finished shard, OUT/stats.json. "
+        "Re-running the same command resumes: finished shards are skipped."
+    )
+    io_options(sub)
+    slurm_options(sub)
+    sub.add_argument(
+        "--steps",
+        default=None,
+        help="comma-separated step names in order (default: FineWeb's order: "
+        "url_filter,langid,gopher_repetition,gopher_quality,c4,fineweb)",
+    )
+    sub.add_argument("--recipe", default=None, help="take the steps of this recipe's first filter stage")
+    sub.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
+        help="override a step parameter (repeatable; VALUE parsed as YAML)",
+    )
+    shard_output_options(sub, FilterStage)
 
 
 def _parse_set(values: Sequence[str]) -> dict[str, dict]:
@@ -60,23 +97,115 @@ def cmd_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_dedup_parser(add: AddCommand) -> None:
+    sub = add("dedup", cmd_dedup, "remove (or mark) near-duplicate, exact-duplicate or same-URL documents")
+    sub.epilog = (
+        "Stages: hash -> buckets -> merge-0..merge-K -> remove, work files in OUT/.dedup/. Without "
+        "--stage all run here; with --stage each is a job-array step (--rank/--world-size). Outputs: "
+        "OUT/<shard>-NNNNN.parquet, OUT/.done/<shard>.json, OUT/stats.json, OUT/dedup_report.json "
+        "(clusters, size histogram, example pairs). Re-running the same command resumes."
+    )
+    io_options(sub)
+    slurm_options(sub)
+    _dedup_method_options(sub)
+    sub.add_argument(
+        "--stage", default=None, help="run only this stage (see --list-stages), e.g. as a Slurm array step"
+    )
+    sub.add_argument("--list-stages", action="store_true", help="print this run's stage names and exit")
+    config_option(
+        sub,
+        "--partitions",
+        DedupStage,
+        "partitions",
+        help="bucket partitions (default: enough for --rows-per-partition each)",
+    )
+    config_option(
+        sub,
+        "--rows-per-partition",
+        DedupStage,
+        "rows_per_partition",
+        help="bucket rows (72 bytes each with verification) one buckets task sorts in memory; bounds memory",
+    )
+    shard_output_options(sub, DedupStage)
+
+
+def _dedup_method_options(sub: argparse.ArgumentParser) -> None:
+    """What `dedup` compares: the method and its MinHash, verification, exact and URL settings."""
+    config_option(
+        sub,
+        "--method",
+        DedupStage,
+        "method",
+        help="minhash: near duplicates by 5-gram Jaccard (LSH); exact: equal normalised text; "
+        "url: same URL, keeping the newest version",
+    )
+    sub.add_argument(
+        "--annotate",
+        action="store_true",
+        help="keep every document, adding <method>_cluster (keeper's key) and <method>_duplicate columns",
+    )
+    for flag, field in (("--ngram", "ngram_size"), ("--bands", "bands"), ("--rows", "rows")):
+        config_option(sub, flag, DedupStage, field)
+    sub.add_argument(
+        "--threshold",
+        type=number_type(float, "(0, 1)"),
+        default=None,
+        help="pick bands x rows for this Jaccard threshold out of --num-perm permutations instead",
+    )
+    sub.add_argument(
+        "--num-perm",
+        type=_positive_int,
+        default=DedupStage.bands * DedupStage.rows,
+        help="permutations for --threshold",
+    )
+    config_option(sub, "--seed", DedupStage, "seed")
+    sub.add_argument("--s-curve", action="store_true", help="print P(candidate) by Jaccard and exit")
+    config_option(
+        sub,
+        "--verify-threshold",
+        DedupStage,
+        "verify_threshold",
+        help="minhash: link an LSH candidate pair only if its estimated Jaccard reaches this",
+    )
+    sub.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="minhash: every LSH candidate pair is a duplicate (datatrove)",
+    )
+    sub.add_argument(
+        "--no-normalize", action="store_true", help="exact: compare raw text instead of normalised text"
+    )
+    config_option(sub, "--url-column", DedupStage, "url_column")
+    config_option(
+        sub,
+        "--timestamp-column",
+        DedupStage,
+        "timestamp_column",
+        help="url: keep the newest version by this column ('' keeps the first document instead)",
+    )
+
+
 def dedup_config(args: argparse.Namespace):
-    """The `DedupConfig` of `andes-data dedup`'s options."""
-    from data_pipeline.dedup.minhash import MinHashConfig, choose_bands_rows
+    """The `DedupConfig` of `andes-data dedup`'s options, built as a recipe's dedup stage builds it."""
+    from data_pipeline.dedup.minhash import choose_bands_rows
     from data_pipeline.dedup.tasks import DedupConfig
 
     bands, rows = args.bands, args.rows
-    if args.threshold is not None:  # in (0, 1): checked by its argument type (cli.py)
+    if args.threshold is not None:  # in (0, 1): checked by its argument type
         bands, rows = choose_bands_rows(args.threshold, args.num_perm)
-    minhash = MinHashConfig(ngram_size=args.ngram, bands=bands, rows=rows, seed=args.seed)
-    return DedupConfig(
-        method=args.method,
-        minhash=minhash,
-        normalize=not args.no_normalize,
-        url_column=args.url_column,
-        timestamp_column=args.timestamp_column or None,
-        annotate=args.annotate,
-        verify_threshold=None if args.no_verify else args.verify_threshold,
+    return DedupConfig.from_options(
+        {
+            "method": args.method,
+            "ngram_size": args.ngram,
+            "bands": bands,
+            "rows": rows,
+            "seed": args.seed,
+            "normalize": not args.no_normalize,
+            "url_column": args.url_column,
+            "timestamp_column": args.timestamp_column,
+            "annotate": args.annotate,
+            "verify_threshold": None if args.no_verify else args.verify_threshold,
+        }
     )
 
 
@@ -106,8 +235,45 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_classify_parser(add: AddCommand) -> None:
+    sub = add(
+        "classify", cmd_classify, "score documents with a fastText classifier; keep a threshold or top share"
+    )
+    sub.epilog = (
+        "Adds COLUMN (probability of the positive label) to every document. --top-fraction first scores "
+        "the corpus (or --sample documents of it) to find the threshold that keeps that share (DCLM "
+        "keeps the top 10%), then filters; the threshold is recorded in OUT/stats.json under 'classify'. "
+        "Outputs and resuming as for `filter`."
+    )
+    io_options(sub)
+    slurm_options(sub)
+    sub.add_argument("--model", required=True, type=Path, help="fastText model from train-classifier")
+    # The quality step's parameters (data_pipeline/filters/quality.py), then the top-fraction pass's.
+    config_option(sub, "--column", QualityClassifier, "column", help="annotation column for the score")
+    config_option(
+        sub,
+        "--positive-label",
+        QualityClassifier,
+        "positive_label",
+        help="label whose probability is the score (train-classifier: hq)",
+    )
+    keep = sub.add_mutually_exclusive_group()
+    config_option(  # in [0, 1], as the quality step checks it
+        keep,
+        "--threshold",
+        QualityClassifier,
+        "threshold",
+        type=number_type(float, "[0, 1]"),
+        help="drop documents scoring below this",
+    )
+    config_option(keep, "--top-fraction", ClassifyOptions, "top_fraction")
+    config_option(sub, "--sample", ClassifyOptions, "sample")
+    config_option(sub, "--seed", ClassifyOptions, "seed", type=int)
+    shard_output_options(sub, FilterStage)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
-    from data_pipeline.classifier import run_classify
+    from data_pipeline.classifier.stage import run_classify
     from data_pipeline.stages import print_summary
 
     summary = run_classify(

@@ -31,6 +31,8 @@ import unicodedata
 
 import numpy as np
 
+from data_pipeline.config import DedupStage
+
 _U64 = (1 << 64) - 1
 # Polynomial base of the shingle hash: any odd 64-bit constant works (odd => invertible mod 2^64);
 # this is the 64-bit FNV prime.
@@ -54,12 +56,12 @@ class MinHashConfig:
     """Shingling and MinHash/LSH parameters; every worker of a run must use the same values."""
 
     # FineWeb: word 5-grams, 112 hashes in 14 buckets of 8 (datatrove MinhashConfig defaults, also
-    # `fineweb.py` in the FineWeb repository), detecting pairs above ~0.75 Jaccard similarity.
-    ngram_size: int = 5
-    bands: int = 14
-    rows: int = 8
-    # datatrove's and datasketch's default seed.
-    seed: int = 1
+    # `fineweb.py` in the FineWeb repository), detecting pairs above ~0.75 Jaccard similarity; the
+    # seed is datatrove's and datasketch's. Declared once, as the dedup stage's options (config.py).
+    ngram_size: int = DedupStage.ngram_size
+    bands: int = DedupStage.bands
+    rows: int = DedupStage.rows
+    seed: int = DedupStage.seed
     # Normalisation, as datatrove's TextNormConfig defaults (weekday/month folding left out, off
     # there too): lower-case, digit runs -> "0", diacritics stripped, punctuation and symbols removed.
     lowercase: bool = True

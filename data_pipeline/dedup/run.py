@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_pipeline.config import DedupStage, Recipe
 from data_pipeline.dedup.clusters import cluster_sizes, reduction_rounds, split_key
 from data_pipeline.dedup.minhash import shingles
 from data_pipeline.dedup.tasks import (
@@ -42,21 +43,13 @@ from data_pipeline.dedup.tasks import (
 )
 from data_pipeline.executors.local import run_local
 from data_pipeline.guard import DEDUP_REPORT, DEDUP_WORK_DIR, check_io, record_shards
-from data_pipeline.io import (
-    DEFAULT_BATCH_ROWS,
-    atomic_write_text,
-    create_text_once,
-    list_parquet,
-    open_parquet,
-)
+from data_pipeline.io import atomic_write_text, create_text_once, list_parquet, open_parquet
 from data_pipeline.shard import FilterTask, input_fingerprint, read_marker
 from data_pipeline.stages import check_run_options, check_stage_dir, unique_stems
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
 WORK_DIR = DEDUP_WORK_DIR
 REPORT_FILE = DEDUP_REPORT
-# 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
-DEFAULT_ROWS_PER_PARTITION = 4_000_000
 # Documents per hashing batch: MinHash vectorises over a batch, so larger batches pay.
 HASH_BATCH_ROWS = 4096
 
@@ -260,18 +253,18 @@ def run_dedup(
     output: str | Path,
     cfg: DedupConfig,
     *,
-    workers: int = 1,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    rows_per_file: int | None = None,
-    write_dropped: bool = False,
-    on_bad_input: str = "fail",
+    workers: int = Recipe.workers,
+    batch_rows: int = DedupStage.batch_rows,
+    rows_per_file: int | None = DedupStage.rows_per_file,
+    write_dropped: bool = DedupStage.write_dropped,
+    on_bad_input: str = DedupStage.on_bad_input,
     overwrite: bool = False,
     progress: bool = True,
     stage: str | None = None,
     rank: int = 0,
     world_size: int = 1,
-    partitions: int | None = None,
-    rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
+    partitions: int | None = DedupStage.partitions,
+    rows_per_partition: int = DedupStage.rows_per_partition,
     allow_incomplete: bool = False,
 ) -> dict:
     """Run every dedup stage (or only `stage`, units[rank::world_size]); returns the summary.

@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.config import DEDUP_METHODS
+from data_pipeline.config import DEDUP_METHODS, DedupStage, defaults
 from data_pipeline.dedup.clusters import (
     candidate_edges,
     connected_components,
@@ -62,10 +60,9 @@ from data_pipeline.shard import (
     ShardError,
     ShardStats,
     batch_texts,
-    marker_path,
     open_shard,
     read_batches,
-    write_marker_text,
+    shard_task,
 )
 
 METHODS = DEDUP_METHODS  # data_pipeline/config.py, shared with the CLI and recipes
@@ -80,24 +77,24 @@ _FOREST_ROW_GROUP = 1 << 20
 class DedupConfig:
     """What is deduplicated and how; every task of a run must use the same values."""
 
-    method: str = "minhash"
+    method: str = DedupStage.method
     """minhash: near duplicates (LSH over MinHash); exact: equal normalised text; url: same URL."""
     minhash: MinHashConfig = dataclasses.field(default_factory=MinHashConfig)
     """Shingles, bands x rows and normalisation (also the normalisation of exact dedup)."""
-    normalize: bool = True
+    normalize: bool = DedupStage.normalize
     """exact: compare texts after the MinHash normalisation (False: byte-identical texts only)."""
-    url_column: str = "url"
+    url_column: str = DedupStage.url_column
     """url: the column holding each document's URL."""
-    timestamp_column: str | None = "timestamp"
+    timestamp_column: str | None = DedupStage.timestamp_column
     """url: keep the version with the newest value here; None keeps the first document instead."""
-    verify_threshold: float | None = 0.75
+    verify_threshold: float | None = DedupStage.verify_threshold
     """minhash: link an LSH candidate pair only if its estimated Jaccard (4-bit sketch) reaches this.
 
     Banding alone (datatrove, FineWeb) also pairs ~5% of documents at Jaccard 0.5 and ~36% at 0.65
     with 14x8. The estimate's standard error is ~0.04, so at 0.75 the check passes ~90% of pairs at
     0.8 and ~99.8% at 0.85, ~10% at 0.69 and ~0.1% at 0.6. None: every candidate is a duplicate, as
     in datatrove."""
-    annotate: bool = False
+    annotate: bool = DedupStage.annotate
     """Keep every document and add `<method>_cluster` / `<method>_duplicate` columns instead of removing."""
 
     def __post_init__(self) -> None:
@@ -106,6 +103,22 @@ class DedupConfig:
         v = self.verify_threshold
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1):
             raise ValueError(f"verify_threshold={v!r}: expected a Jaccard similarity in (0, 1] or None")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> DedupConfig:
+        """The config of a dedup stage's options (`DedupStage`, data_pipeline/config.py), as a recipe
+        stage or `andes-data dedup` gives them: both build it here, so they cannot disagree."""
+        o = {**defaults(DedupStage), **options}
+        minhash = MinHashConfig(ngram_size=o["ngram_size"], bands=o["bands"], rows=o["rows"], seed=o["seed"])
+        return cls(
+            method=o["method"],
+            minhash=minhash,
+            normalize=o["normalize"],
+            url_column=o["url_column"],
+            timestamp_column=o["timestamp_column"] or None,
+            verify_threshold=o["verify_threshold"],
+            annotate=o["annotate"],
+        )
 
     @property
     def rows_per_doc(self) -> int:
@@ -146,10 +159,6 @@ def read_forest(path: Path, lo: int | None = None, hi: int | None = None) -> tup
         table.column("node").to_numpy().astype(np.uint64, copy=False),
         table.column("root").to_numpy().astype(np.uint64, copy=False),
     )
-
-
-def write_marker(out_dir: Path, unit: Path, stats: ShardStats) -> None:
-    write_marker_text(marker_path(out_dir, unit), json.dumps(stats.to_json(), indent=1) + "\n")
 
 
 def _arrow(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
@@ -281,34 +290,31 @@ class HashTask:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda n: None,
     ) -> ShardStats:
-        start = time.perf_counter()
-        stats = ShardStats(shard=shard.name)
-        schema = bucket_schema(self.cfg)
-        writers = _PartitionWriters(self.work / "buckets", shard.stem, self.partitions, schema)
-        writers.clean()
-        try:
-            file = open_shard(shard)
-            for row, batch in read_batches(shard, file, self.batch_rows):
-                if should_stop():
-                    raise Interrupted(str(shard))
-                columns = self._columns(shard, batch, row)
-                writers.add(columns)
-                stats.docs_in += batch.num_rows
-                stats.docs_out += len(np.unique(columns["key"]))  # documents with a group key
-                progress(batch.num_rows)
-            writers.commit()
-        except ShardError as e:
-            writers.abort()
-            if not self.skip_bad:
+        with shard_task(self.out_dir, shard) as stats:
+            schema = bucket_schema(self.cfg)
+            writers = _PartitionWriters(self.work / "buckets", shard.stem, self.partitions, schema)
+            writers.clean()
+            try:
+                file = open_shard(shard)
+                for row, batch in read_batches(shard, file, self.batch_rows):
+                    if should_stop():
+                        raise Interrupted(str(shard))
+                    columns = self._columns(shard, batch, row)
+                    writers.add(columns)
+                    stats.docs_in += batch.num_rows
+                    stats.docs_out += len(np.unique(columns["key"]))  # documents with a group key
+                    progress(batch.num_rows)
+                writers.commit()
+            except ShardError as e:
+                writers.abort()
+                if not self.skip_bad:
+                    raise
+                # The remove stage meets the same error and reports the shard as skipped.
+                stats.dropped = {"invalid:shard": 1}
+                stats.outputs = [str(e)]
+            except BaseException:
+                writers.abort()
                 raise
-            # The remove stage meets the same error and reports the shard as skipped.
-            stats.dropped = {"invalid:shard": 1}
-            stats.outputs = [str(e)]
-        except BaseException:
-            writers.abort()
-            raise
-        stats.seconds = time.perf_counter() - start
-        write_marker(self.out_dir, shard, stats)
         return stats
 
 
@@ -364,22 +370,20 @@ class BucketTask:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda n: None,
     ) -> ShardStats:
-        start = time.perf_counter()
-        files = sorted((self.work / "buckets" / unit.name).glob("*.parquet"))
-        schema = bucket_schema(self.cfg)
-        tables = [pq.read_table(f, schema=schema) for f in files]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        if should_stop():
-            raise Interrupted(unit.name)
-        if self.cfg.method == "minhash":
-            nodes, roots = connected_components(*self._edges(table))
-        else:
-            nodes, roots = _group_keepers(table)
-        write_forest(forest_path(self.work, 0, int(unit.name)), nodes, roots)
-        progress(len(files))
-        stats = ShardStats(shard=unit.name, docs_in=table.num_rows, docs_out=len(nodes))
-        stats.seconds = time.perf_counter() - start
-        write_marker(self.out_dir, unit, stats)
+        with shard_task(self.out_dir, unit) as stats:
+            files = sorted((self.work / "buckets" / unit.name).glob("*.parquet"))
+            schema = bucket_schema(self.cfg)
+            tables = [pq.read_table(f, schema=schema) for f in files]
+            table = pa.concat_tables(tables) if tables else schema.empty_table()
+            if should_stop():
+                raise Interrupted(unit.name)
+            if self.cfg.method == "minhash":
+                nodes, roots = connected_components(*self._edges(table))
+            else:
+                nodes, roots = _group_keepers(table)
+            write_forest(forest_path(self.work, 0, int(unit.name)), nodes, roots)
+            progress(len(files))
+            stats.docs_in, stats.docs_out = table.num_rows, len(nodes)
         return stats
 
 
@@ -402,21 +406,19 @@ class MergeTask:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda n: None,
     ) -> ShardStats:
-        start = time.perf_counter()
-        task = int(unit.name)
-        forests = [read_forest(forest_path(self.work, self.round_, i)) for i in self.inputs[task]]
-        if should_stop():
-            raise Interrupted(unit.name)
-        if self.method == "minhash":
-            nodes, roots = merge_forests(forests)
-        else:  # groups live in one partition each: forests are disjoint and already resolved
-            nodes = np.concatenate([f[0] for f in forests])
-            roots = np.concatenate([f[1] for f in forests])
-        write_forest(forest_path(self.work, self.round_ + 1, task), nodes, roots)
-        progress(len(forests))
-        stats = ShardStats(shard=unit.name, docs_in=sum(len(f[0]) for f in forests), docs_out=len(nodes))
-        stats.seconds = time.perf_counter() - start
-        write_marker(self.out_dir, unit, stats)
+        with shard_task(self.out_dir, unit) as stats:
+            task = int(unit.name)
+            forests = [read_forest(forest_path(self.work, self.round_, i)) for i in self.inputs[task]]
+            if should_stop():
+                raise Interrupted(unit.name)
+            if self.method == "minhash":
+                nodes, roots = merge_forests(forests)
+            else:  # groups live in one partition each: forests are disjoint and already resolved
+                nodes = np.concatenate([f[0] for f in forests])
+                roots = np.concatenate([f[1] for f in forests])
+            write_forest(forest_path(self.work, self.round_ + 1, task), nodes, roots)
+            progress(len(forests))
+            stats.docs_in, stats.docs_out = sum(len(f[0]) for f in forests), len(nodes)
         return stats
 
 

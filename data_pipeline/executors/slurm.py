@@ -260,8 +260,9 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
     """
     from data_pipeline.dedup.clusters import reduction_rounds
     from data_pipeline.dedup.run import WORK_DIR, default_partitions
+    from data_pipeline.dedup.tasks import DedupConfig
     from data_pipeline.io import list_parquet
-    from data_pipeline.recipe import dedup_config, load_recipe, parse_stages, plan_recipe
+    from data_pipeline.recipe import load_recipe, parse_stages, plan_recipe
 
     cfg = load_recipe(recipe, overrides)
     stages = parse_stages(cfg, str(recipe))
@@ -281,7 +282,7 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
             jobs.append(Job(st.dirname, argv, tasks=n, cpus=opts.cpus_per_task, about=about))
         elif st.kind == "dedup":
             params = st.params
-            dcfg = dedup_config(params)
+            dcfg = DedupConfig.from_options(params)
             partitions = params["partitions"]
             plan_file = p.output / WORK_DIR / "plan.json"
             if plan_file.is_file():

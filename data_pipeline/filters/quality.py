@@ -4,7 +4,7 @@ DCLM (Li et al. 2024, §4.4) scores every document with a fastText classifier of
 (`hq`) vs Common Crawl (`cc`) text and keeps the best-scored ones; Llama 3 (Dubey et al. 2024,
 §3.1.1) does the same with several classifiers (quality, code, math). One `quality` step runs one
 model; several run side by side with different `column`s. Models come from
-`andes-data train-classifier` (data_pipeline/classifier.py), or any fastText supervised model.
+`andes-data train-classifier` (data_pipeline/classifier/training.py), or any fastText supervised model.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from data_pipeline.classifier import POSITIVE, check_label, label_name, load_model, score_texts
+from data_pipeline.classifier.scoring import POSITIVE, check_label, label_name, load_model, score_texts
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step, check_number, param, register
 
