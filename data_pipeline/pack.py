@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -66,10 +67,45 @@ def _read_documents(path: Path) -> Iterator[tuple[list[str], list[str]]]:
         row += batch.num_rows
 
 
+PACK_FILE = re.compile(r"(part-\d{5}\.parquet|\.tokens-(train|val)\.bin|manifest\.json)(\.tmp)?")
+"""Files a pack run writes: shards, the manifest, and (while it runs) its token buffers."""
+
+
+def _foreign_files(directory: Path) -> list[Path]:
+    """Files under `directory` that no pack run writes (its `val/` split holds the same kinds)."""
+    found = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        inside_val = rel.parts[0] == VAL_DIR and len(rel.parts) == 2
+        if path.is_dir() and rel.parts == (VAL_DIR,):
+            continue
+        if path.is_dir() or not (len(rel.parts) == 1 or inside_val) or not PACK_FILE.fullmatch(path.name):
+            found.append(path)
+    return found
+
+
+def _check_replaceable(path: Path, what: str, *, manifest: bool = False) -> None:
+    """Refuse to delete `path` unless a pack run wrote everything in it (a typo cannot wipe a folder).
+
+    An earlier output must also have its manifest: a folder of the user's own `part-*.parquet`
+    files has none.
+    """
+    if path.is_file() or path.is_symlink():
+        raise ValueError(f"{path}: exists and is not {what}; refusing to overwrite it")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    foreign = _foreign_files(path)
+    if foreign:
+        raise ValueError(f"{path}: {foreign[0]} was not written by andes-data pack; refusing to overwrite it")
+    if manifest and not (path / MANIFEST).is_file():
+        raise ValueError(f"{path}: exists and is not {what} (no {MANIFEST}); refusing to overwrite it")
+
+
 def _check_output(output: Path) -> None:
-    """Refuse to replace anything but an earlier pack output, so a typo cannot wipe a directory."""
-    if output.is_file() or (output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file()):
-        raise ValueError(f"{output}: exists and is not an `andes-data pack` output; refusing to overwrite")
+    """The output, the staging dir and the previous output's parking place hold only pack files."""
+    _check_replaceable(output, "an `andes-data pack` output", manifest=True)
+    _check_replaceable(output.with_name(output.name + ".tmp"), "a pack staging directory")
+    _check_replaceable(output.with_name(output.name + ".old"), "a replaced pack output")
 
 
 def _discard(staging: Path, *sinks: _TokenSink | None) -> None:

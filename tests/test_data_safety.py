@@ -247,3 +247,22 @@ def test_dedup_refuses_to_resume_after_an_input_shard_changed(tmp_path, capsys):
     err = error_line(capsys)
     assert "shard-001.parquet" in err and "--overwrite" in err
     assert main([*argv, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("where", ["output", "output/val", "staging", "old"])
+def test_pack_replaces_only_what_pack_wrote(tmp_path, capsys, where):
+    src = make_corpus(tmp_path / "raw")
+    out = tmp_path / "packed"
+    argv = ["pack", "--input", str(src), "--output", str(out), "--seq-len", "64", "--val-fraction", "0.2"]
+    assert main(argv) == 0
+    folder = {"output": out, "output/val": out / "val", "staging": tmp_path / "packed.tmp"}.get(
+        where, tmp_path / "packed.old"
+    )
+    folder.mkdir(exist_ok=True)
+    (folder / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    assert main(argv) == 1
+    assert "notes.txt was not written by andes-data pack; refusing to overwrite it" in error_line(capsys)
+    assert snapshot(tmp_path) == before
+    (folder / "notes.txt").unlink()
+    assert main(argv) == 0  # pack's own files (an earlier output, a killed run's staging) are replaced
