@@ -258,7 +258,7 @@ def test_bad_arguments(corpus, tmp_path, tokenizer):
         pack_chunks(corpus, tmp_path / "o", tokenizer, 8, rows_per_shard=0)
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="not an `andes-data pack` output"):
+    with pytest.raises(ValueError, match="notes.txt was not written by andes-data pack"):
         pack_chunks(corpus, tmp_path / "precious", tokenizer, 8)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
     empty = tmp_path / "empty.parquet"
