@@ -163,3 +163,49 @@ def test_local_launcher_reports_a_bad_config_before_torchrun(packed_data, tmp_pa
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "config error: training.steps=-3 must be >= 1"
+
+
+AGREE = [
+    ("parallel.pp=2", "parallel.dp_shard=1", "training.dtype=bfloat16"),  # the estimator once accepted it
+    ("parallel.tp=3",),
+    ("training.micro_batch_size=3",),
+    ("parallel.pp=4", "parallel.dp_shard=1"),  # 2 blocks cannot fill 4 stages
+]
+
+
+@pytest.mark.parametrize("extra", AGREE)
+def test_trainer_estimator_dryrun_and_submit_reject_alike(packed_data, tmp_path, capsys, monkeypatch, extra):
+    """One layout check (pretrain/preflight.py) answers for all four tools, with the same message."""
+    from pretrain import dryrun, estimate
+
+    sys.path.insert(0, str(REPO / "launch"))
+    import submit
+
+    world = 2 if "parallel.pp=2" in extra else 4
+    args = [*tiny_overrides(packed_data, tmp_path / "run", *extra), "slurm.gpus_per_node=0"]
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    with pytest.raises(ConfigError) as trainer:
+        train(compose(args))
+    message = str(trainer.value)
+    assert estimate.main([*args, f"--world-size={world}"]) == 2
+    assert message in capsys.readouterr().err
+    assert dryrun.main([*args, f"--world-size={world}"]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(submit.SubmitError, match="world size") as refused:
+        submit.submit([*args, f"slurm.nodes={world}"], dry_run=True)
+    assert message in str(refused.value)
+
+
+def test_the_loop_reaches_faults_only_through_step_hooks(packed_data, tmp_path, monkeypatch):
+    calls = []
+
+    class Recorder(train_module.StepHooks):
+        def before_step(self, step):
+            calls.append(("before", step))
+
+        def after_backward(self, step, params):
+            calls.append(("after", step, all(p.grad is not None for p in params)))
+
+    monkeypatch.setattr(train_module, "step_hooks", lambda debug, rank: Recorder())
+    train(compose(tiny_overrides(packed_data, tmp_path / "run", "training.steps=2")))
+    assert calls == [("before", 1), ("after", 1, True), ("before", 2), ("after", 2, True)]
