@@ -11,6 +11,7 @@ plain `python -m pretrain.train` too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -95,8 +96,9 @@ class Run:
     skipped: int = 0
     """Non-finite steps skipped so far."""
 
-    @property
+    @functools.cached_property
     def params(self) -> list[nn.Parameter]:
+        """Every parameter of this rank's parts (listed once: the loop clips them every step)."""
         return [q for part in self.parts for q in part.parameters()]
 
     def close(self) -> None:
