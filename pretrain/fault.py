@@ -6,8 +6,8 @@ only its own status to the launcher):
 - 0  finished the configured steps
 - 1  an error during training (a crash); the last complete checkpoint is intact
 - 2  `EXIT_CONFIG`: a bad config, layout, data set or resume, found before anything was built
-- 3  `EXIT_PREEMPTED`: SIGTERM or SIGUSR1 arrived; a checkpoint of the current step was saved, so
-     requeueing the same command resumes (Slurm: `#SBATCH --signal=USR1@120 --requeue`)
+- 3  `EXIT_PREEMPTED`: SIGTERM or SIGUSR1 arrived; with checkpoint.enabled a checkpoint of the current
+     step was saved, so requeueing the same command resumes (Slurm: `#SBATCH --signal=USR1@120 --requeue`)
 - 4  `EXIT_NONFINITE`: loss or gradient norm was NaN/Inf more often than allowed; nothing of the
      bad steps was saved, the latest checkpoint is the last good state
 - 5  `EXIT_HANG`: a step took longer than the watchdog allows; every thread's stack was dumped to
