@@ -7,15 +7,11 @@ k-means against scikit-learn, and both for determinism and bounded memory.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 
 from data_pipeline.semantic import cluster as cl
 from data_pipeline.semantic import kmeans as km
@@ -361,17 +357,3 @@ def test_sample_indices_are_seeded_sorted_and_distinct():
     np.testing.assert_array_equal(a, km.sample_indices(10_000, 500, seed=1))
     assert not np.array_equal(a, km.sample_indices(10_000, 500, seed=2))
     np.testing.assert_array_equal(km.sample_indices(7, 500, seed=1), np.arange(7))
-
-
-def test_bench_kmeans_smoke_runs():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "bench/bench_kmeans.py", "--smoke"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| torch (kmeans.train) |" in proc.stdout and "| inertia vs sklearn |" in proc.stdout
