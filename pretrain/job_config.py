@@ -15,6 +15,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from parallel.activation_checkpoint import MODES as AC_MODES
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -195,7 +197,7 @@ class ParallelConfig:
     """FSDP: free gathered parameters after forward (ZeRO-3) instead of keeping them (ZeRO-2)."""
     loss_parallel: bool = True
     """TP: keep logits vocab-sharded and compute the cross-entropy on the shards."""
-    activation_checkpoint: str = one_of("none", "none", "full", "selective_layer", "selective_op")
+    activation_checkpoint: str = one_of("none", *AC_MODES)
     """none, full (recompute whole blocks), selective_layer (every ac_every-th block) or
     selective_op (keep matmul/attention outputs, recompute element-wise ops)."""
     ac_every: int = ranged(2, ge=1)
@@ -324,23 +326,18 @@ def _check_group_choice(override: str) -> None:
 
 
 def _check_override_key(override: str) -> None:
-    """An override of a key the schema lacks, named with the closest real key."""
-    key = override.lstrip("+~").partition("=")[0]
-    node: Any = TrainConfig()
-    parts = key.split(".")
-    if parts[0] == "hydra" or (len(parts) == 1 and (CONFIG_DIR / key).is_dir()):
+    """An override of a key the schema lacks, named with the closest real key (as `unknown_keys`)."""
+    parts = override.lstrip("+~").partition("=")[0].split(".")
+    if parts[0] == "hydra" or (len(parts) == 1 and (CONFIG_DIR / parts[0]).is_dir()):
         return
-    for depth, part in enumerate(parts):
-        if not dataclasses.is_dataclass(node):
-            return  # inside a free-form dict (slurm.env) or a list
-        names = [f.name for f in dataclasses.fields(node)]
-        if part not in names:
-            prefix = ".".join(parts[:depth] + [""])
-            close = difflib.get_close_matches(part, names, n=1)
-            raise ConfigError(
-                f"unknown config key {key}" + (f" (did you mean {prefix}{close[0]}?)" if close else "")
-            )
-        node = getattr(node, part)
+    node: dict = {}
+    inner = node
+    for part in parts[:-1]:
+        inner = inner.setdefault(part, {})
+    inner[parts[-1]] = None
+    unknown = unknown_keys(node, TrainConfig())
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]}")
 
 
 def typed_config(raw: Any) -> TrainConfig:
