@@ -113,8 +113,8 @@ def make_impls(args: argparse.Namespace, docs: list[str], lengths: np.ndarray) -
             padded = padded_tokens(lengths, *st_batches(docs, size))
             run = functools.partial(st.encode, docs, batch_size=size, normalize_embeddings=False)
             impls.append(Impl(f"sentence-transformers {st_version}", dtype, f"{size} texts", padded, run))
-        padded = padded_tokens(lengths, order, enc.batches(lengths[order], enc.batch_tokens_for(ours)))
         budget = enc.batch_tokens_for(ours)
+        padded = padded_tokens(lengths, order, enc.batches(lengths[order], budget))
         run = functools.partial(enc.encode, ours, docs, batch_tokens=budget)
         impls.append(Impl("andes", dtype, f"{budget:,} tokens", padded, run))
     return impls

@@ -112,7 +112,10 @@ def defaults(cls: type) -> dict[str, Any]:
 
 def field_default(cls: type, name: str) -> Any:
     """One config field's default (a fresh copy of a list); None where it has none."""
-    return defaults(cls)[name]
+    f = config_field(cls, name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def number_type(kind: type, bounds: str) -> Callable[[str], Any]:

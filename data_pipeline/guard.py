@@ -157,14 +157,19 @@ def _stage_paths(out_dir: Path) -> list[Path]:
     return found
 
 
+def _known_stems(out_dir: Path) -> set[str]:
+    """Stems of the input shards a stage run wrote output for: its markers and its shards.json."""
+    stems = {p.stem for p in (out_dir / DONE_DIR).glob("*.json")}
+    return stems | {Path(n).stem for n in recorded_shards(out_dir) or []}
+
+
 def remove_stage_output(out_dir: Path) -> None:
     """`--overwrite`: delete an earlier stage run's output; refused if it holds what andes did not write."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / STAGE_FILE).is_file()):
         raise ValueError(f"{out_dir}: not an andes-data output (no {STAGE_FILE}); refusing to delete it")
-    stems = {p.stem for p in (out_dir / DONE_DIR).glob("*.json")}
-    stems |= {Path(n).stem for n in recorded_shards(out_dir) or []}
+    stems = _known_stems(out_dir)
     for path in _stage_paths(out_dir):
         if not _written_by_andes(path.relative_to(out_dir), stems):
             raise ValueError(
@@ -196,8 +201,6 @@ def sync_with_input(out_dir: Path, shards: Sequence[Path], mine: Sequence[Path])
         if marker is not None and marker.input is not None and marker.input != input_fingerprint(shard):
             _forget(out_dir, shard)
     current = {s.stem for s in shards}
-    gone = {p.stem for p in (out_dir / DONE_DIR).glob("*.json")}
-    gone |= {Path(n).stem for n in recorded_shards(out_dir) or []}
-    for stem in sorted(gone - current):
+    for stem in sorted(_known_stems(out_dir) - current):
         _forget(out_dir, Path(f"{stem}.parquet"))
     record_shards(out_dir, shards)

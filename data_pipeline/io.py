@@ -49,18 +49,25 @@ def final_name(name: str) -> str:
     return re.sub(r"(\.\d+-[0-9a-f]{8})?\.tmp$", "", name)
 
 
-def atomic_write_parquet(table: pa.Table, path: Path | str, **kwargs) -> Path:
-    """Write a Parquet file as `path.tmp` then rename, so readers never see a partial file."""
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temp name to write `path` under; renamed to `path` if the body finishes, deleted if not."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
-        pq.write_table(table, tmp, **kwargs)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_parquet(table: pa.Table, path: Path | str, **kwargs) -> Path:
+    """Write a Parquet file as `path.tmp` then rename, so readers never see a partial file."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **kwargs)
+    return Path(path)
 
 
 @contextmanager

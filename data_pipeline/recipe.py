@@ -285,8 +285,9 @@ def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progr
 
 
 def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
-    from data_pipeline.dedup.run import WORK_DIR, print_dedup_summary, run_dedup, stage_names
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
     from data_pipeline.dedup.tasks import DedupConfig
+    from data_pipeline.guard import DEDUP_WORK_DIR
 
     p = stage.params
     cfg = DedupConfig.from_options(p)
@@ -294,7 +295,7 @@ def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progre
         # A launcher that submits before this stage's input exists sizes the merge rounds for the
         # largest possible input; rounds this input does not have are no-ops.
         partitions = p["partitions"]
-        plan_file = out / WORK_DIR / "plan.json"
+        plan_file = out / DEDUP_WORK_DIR / "plan.json"
         if partitions is None and plan_file.is_file():
             partitions = json.loads(plan_file.read_text())["partitions"]
         names = stage_names(list_parquet(current), cfg, partitions, p["rows_per_partition"])

@@ -48,8 +48,6 @@ from data_pipeline.shard import FilterTask, input_fingerprint, read_marker
 from data_pipeline.stages import check_run_options, check_stage_dir, unique_stems
 from data_pipeline.stats import format_stats, merge_stats, write_stats
 
-WORK_DIR = DEDUP_WORK_DIR
-REPORT_FILE = DEDUP_REPORT
 # Documents per hashing batch: MinHash vectorises over a batch, so larger batches pay.
 HASH_BATCH_ROWS = 4096
 
@@ -126,7 +124,7 @@ def build_stages(
     write_dropped: bool,
     skip_bad: bool,
 ) -> list[Stage]:
-    work = out_dir / WORK_DIR
+    work = out_dir / DEDUP_WORK_DIR
     shards = [Path(s) for s in plan.shards]
     index = {s.name: i for i, s in enumerate(shards)}
     hash_rows = max(batch_rows, HASH_BATCH_ROWS)
@@ -301,7 +299,7 @@ def run_dedup(
         "on_bad_input": on_bad_input,
     }
     check_stage_dir(out_dir, config, overwrite)
-    work = out_dir / WORK_DIR
+    work = out_dir / DEDUP_WORK_DIR
     plan = load_plan(work, shards, cfg, partitions, rows_per_partition)
     record_shards(out_dir, shards)
     skip_bad = on_bad_input == "skip"
@@ -342,7 +340,7 @@ def run_dedup(
         docs = sum(m.docs_in for u in stages[0].units if (m := read_marker(stages[0].task.out_dir, u)))
         report = build_report(plan, cfg, work, docs)
         report["annotate"] = cfg.annotate
-        atomic_write_text(out_dir / REPORT_FILE, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(out_dir / DEDUP_REPORT, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
         summary["dedup"] = {k: v for k, v in report.items() if k != "examples"}
         summary["report"] = report
     write_stats(out_dir, {k: v for k, v in summary.items() if k != "report"})
@@ -353,7 +351,7 @@ def print_dedup_summary(summary: dict, out_dir: Path) -> None:
     print(format_stats(summary))
     if "report" in summary:
         print("\n" + format_report(summary["report"]))
-        print(f"\nwrote {out_dir} (stats in {out_dir / 'stats.json'}, report in {out_dir / REPORT_FILE})")
+        print(f"\nwrote {out_dir} (stats in {out_dir / 'stats.json'}, report in {out_dir / DEDUP_REPORT})")
     else:
         print(f"\n{summary['pending_shards']} shards pending (other tasks or stages); wrote {out_dir}")
 

@@ -65,7 +65,6 @@ from data_pipeline.shard import (
     shard_task,
 )
 
-METHODS = DEDUP_METHODS  # data_pipeline/config.py, shared with the CLI and recipes
 FOREST_SCHEMA = pa.schema([("node", pa.uint64()), ("root", pa.uint64())])
 # Rows buffered over all partitions before they are written out as row groups (16 bytes each).
 _FLUSH_ROWS = 1 << 21
@@ -98,8 +97,8 @@ class DedupConfig:
     """Keep every document and add `<method>_cluster` / `<method>_duplicate` columns instead of removing."""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"dedup method {self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.method not in DEDUP_METHODS:
+            raise ValueError(f"dedup method {self.method!r}: expected one of {', '.join(DEDUP_METHODS)}")
         v = self.verify_threshold
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1):
             raise ValueError(f"verify_threshold={v!r}: expected a Jaccard similarity in (0, 1] or None")

@@ -42,12 +42,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 Policy = Literal["hard", "easy", "random", "first"]
-POLICIES: tuple[str, ...] = ("hard", "easy", "random", "first")
+POLICIES: tuple[str, ...] = get_args(Policy)
 DEFAULT_POLICY: Policy = "hard"
 DEFAULT_BLOCK = 1024
 SWEEP_EPS = (0.01, 0.05, 0.1)

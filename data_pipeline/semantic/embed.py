@@ -11,22 +11,21 @@ embeddings of different encoders. The file is written under a temp name and rena
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.io import _tmp_path, check_string_column, iter_batches, open_parquet
+from data_pipeline.io import atomic_path, check_string_column, iter_batches, open_parquet
 from data_pipeline.semantic.encoder import CHUNK_TEXTS, Encoder, encode, encoder_metadata
 
 METADATA_KEY = b"andes.encoder"
 
 
-def embedding_schema(dim: int, encoder: dict | None = None) -> pa.Schema:
+def embedding_schema(dim: int, encoder: dict) -> pa.Schema:
     """Schema of an embeddings shard; `encoder` (encoder_metadata) goes into its key-value metadata."""
-    metadata = {METADATA_KEY: json.dumps(encoder, sort_keys=True)} if encoder is not None else None
+    metadata = {METADATA_KEY: json.dumps(encoder, sort_keys=True)}
     return pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float16(), dim))], metadata=metadata)
 
 
@@ -52,19 +51,12 @@ def embed_shard(
     """Embed the `text` of every row of `input` (with its `id`) into `output`; returns the row count."""
     input, output = Path(input), Path(output)
     schema = embedding_schema(encoder.dim, encoder_metadata(encoder))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(output)
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in iter_batches(input, ["id", "text"], batch_size=batch_rows):
-                ids = check_string_column(input, batch, "id", rows)
-                texts = check_string_column(input, batch, "text", rows)
-                vectors = encode(encoder, texts, where=f"{input}: ", first_row=rows)
-                writer.write_table(embeddings_table(ids, vectors, schema))
-                rows += batch.num_rows
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for batch in iter_batches(input, ["id", "text"], batch_size=batch_rows):
+            ids = check_string_column(input, batch, "id", rows)
+            texts = check_string_column(input, batch, "text", rows)
+            vectors = encode(encoder, texts, where=f"{input}: ", first_row=rows)
+            writer.write_table(embeddings_table(ids, vectors, schema))
+            rows += batch.num_rows
     return rows

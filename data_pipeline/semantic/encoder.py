@@ -190,14 +190,14 @@ def _load_model(path: Path, device: torch.device, dtype: torch.dtype) -> torch.n
     return model.to(device).eval()
 
 
-def _max_tokens(path: Path, requested: int | None, model: torch.nn.Module) -> int:
+def _max_tokens(path: Path, requested: int | None, model: torch.nn.Module, st: dict) -> int:
     """The token limit: as asked, else sentence_bert_config's, else FALLBACK_MAX_TOKENS; within positions."""
     positions = getattr(model.config, "max_position_embeddings", None)
     if requested is not None:
         if requested < 1 or (isinstance(positions, int) and requested > positions):
             raise ValueError(f"{path}: max_tokens {requested} not in [1, {positions}] (the position table)")
         return requested
-    default = int(_st_config(path).get("max_seq_length") or FALLBACK_MAX_TOKENS)
+    default = int(st.get("max_seq_length") or FALLBACK_MAX_TOKENS)
     return min(default, positions) if isinstance(positions, int) else default
 
 
@@ -234,7 +234,8 @@ def load_encoder(
     hidden = getattr(model.config, "hidden_size", None)
     if not isinstance(hidden, int):
         raise ValueError(f"{path}: model config has no hidden_size; not a text encoder")
-    limit = _max_tokens(path, max_tokens, model)
+    st = _st_config(path)
+    limit = _max_tokens(path, max_tokens, model, st)
     tokenizer, pad_id = _load_tokenizer(path, limit)
     return Encoder(
         path=path,
@@ -242,7 +243,7 @@ def load_encoder(
         tokenizer=tokenizer,
         pooling=pooling,
         normalize=not modules or any(str(m.get("type", "")).endswith(".Normalize") for m in modules),
-        lowercase=bool(_st_config(path).get("do_lower_case")),
+        lowercase=bool(st.get("do_lower_case")),
         max_tokens=limit,
         dim=hidden * len(pooling),
         pad_id=pad_id,
