@@ -188,9 +188,10 @@ def _dedup_units(
     shards: Sequence[Path], cfg, out_dir: Path, partitions: int | None, rows_per_partition: int, **build
 ) -> list[tuple[str, list[Path], Path | None]]:
     """(stage, units, marker dir) of a dedup run; the partitions of an existing plan.json win."""
-    from data_pipeline.dedup.run import WORK_DIR, Plan, build_stages, default_partitions
+    from data_pipeline.dedup.run import Plan, build_stages, default_partitions
+    from data_pipeline.guard import DEDUP_WORK_DIR
 
-    plan_file = out_dir / WORK_DIR / "plan.json"
+    plan_file = out_dir / DEDUP_WORK_DIR / "plan.json"
     if plan_file.is_file():
         partitions = json.loads(plan_file.read_text())["partitions"]
     elif partitions is None:
@@ -259,8 +260,9 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
     are no-ops, and a task whose rank exceeds the actual units has nothing to do.
     """
     from data_pipeline.dedup.clusters import reduction_rounds
-    from data_pipeline.dedup.run import WORK_DIR, default_partitions
+    from data_pipeline.dedup.run import default_partitions
     from data_pipeline.dedup.tasks import DedupConfig
+    from data_pipeline.guard import DEDUP_WORK_DIR
     from data_pipeline.io import list_parquet
     from data_pipeline.recipe import load_recipe, parse_stages, plan_recipe
 
@@ -284,7 +286,7 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
             params = st.params
             dcfg = DedupConfig.from_options(params)
             partitions = params["partitions"]
-            plan_file = p.output / WORK_DIR / "plan.json"
+            plan_file = p.output / DEDUP_WORK_DIR / "plan.json"
             if plan_file.is_file():
                 partitions = json.loads(plan_file.read_text())["partitions"]
             elif partitions is None:  # for the recipe's input: an upper bound after the first stage
