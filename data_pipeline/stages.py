@@ -75,6 +75,18 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
     return steps
 
 
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ, descending into nested dicts."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
     """Make `out_dir` ready for this config: fresh, resumable (same config) or, with overwrite, emptied.
 
@@ -94,7 +106,7 @@ def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
             return
     previous = json.loads(record.read_text())
     if previous != config:
-        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        changed = changed_keys(previous, config)
         raise ValueError(
             f"{out_dir} was made with a different configuration (differs in: {', '.join(changed)}); "
             "use a new output directory or --overwrite"

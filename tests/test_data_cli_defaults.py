@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from data_pipeline.classifier.embedding_training import train_embedding_classifier
+from data_pipeline.classifier.examples import labelled_examples
 from data_pipeline.classifier.scoring import threshold_for_top_fraction
 from data_pipeline.classifier.stage import run_classify
 from data_pipeline.classifier.training import train_classifier
@@ -25,6 +27,7 @@ from data_pipeline.cli import build_parser
 from data_pipeline.config import (
     ClassifyOptions,
     DedupStage,
+    EmbeddingClassifierOptions,
     FilterStage,
     PackStage,
     Recipe,
@@ -40,20 +43,23 @@ from data_pipeline.dedup.run import run_dedup
 from data_pipeline.dedup.tasks import DedupConfig
 from data_pipeline.filters.quality import QualityClassifier
 from data_pipeline.pack import pack, pack_chunks
+from data_pipeline.semantic.config import SemanticConfig
 from data_pipeline.stages import run_filter
 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """The config field an option sets; `negate` for a `--no-X` flag of a field that defaults to True."""
+    """The config field an option sets; `negate` for a `--no-X` flag of a field that defaults to True;
+    `unset` for an option that defaults to None because another option picks the field (--kind)."""
 
     cls: type
     name: str
     negate: bool = False
+    unset: bool = False
 
     def default(self) -> Any:
         value = field_default(self.cls, self.name)
-        return (not value) if self.negate else value
+        return None if self.unset else (not value) if self.negate else value
 
 
 def _shard_stage(cls: type) -> dict[str, Field]:
@@ -80,19 +86,27 @@ CLI: dict[str, dict[str, Field | Callable[[], Any]]] = {
         **_shard_stage(DedupStage),
         **_same_names(DedupStage, "method", "annotate", "bands", "rows", "seed", "verify_threshold"),
         **_same_names(DedupStage, "url_column", "timestamp_column", "partitions", "rows_per_partition"),
+        **_same_names(DedupStage, "encoder", "max_tokens", "embed_dtype", "eps", "eps_sweep", "clusters"),
+        **_same_names(DedupStage, "docs_per_cluster", "keep", "kmeans_sample", "kmeans_iterations"),
+        **_same_names(DedupStage, "kmeans_backend"),
         "ngram": Field(DedupStage, "ngram_size"),
         "no_normalize": Field(DedupStage, "normalize", negate=True),
         "num_perm": lambda: DedupStage.bands * DedupStage.rows,  # --threshold's budget: the default's
     },
     "train-classifier": {
-        **_same_names(TrainClassifierOptions, "label_column", "positive_label", "epochs", "lr", "seed"),
+        **_same_names(TrainClassifierOptions, "kind", "label_column", "positive_label", "seed"),
+        # fastText's or the embedding head's field, by --kind (same intervals in both).
+        "epochs": Field(TrainClassifierOptions, "epochs", unset=True),
+        "lr": Field(TrainClassifierOptions, "lr", unset=True),
+        **_same_names(EmbeddingClassifierOptions, "head", "hidden", "weight_decay", "batch_size"),
+        **_same_names(EmbeddingClassifierOptions, "encoder", "max_tokens"),
         **_same_names(TrainClassifierOptions, "word_ngrams", "dim", "min_count", "bucket", "valid_fraction"),
         **_same_names(TrainClassifierOptions, "max_docs_per_class", "threads"),
         "no_balance": Field(TrainClassifierOptions, "balance", negate=True),
     },
     "classify": {
         **_shard_stage(FilterStage),
-        **_same_names(QualityClassifier, "column", "positive_label", "threshold"),
+        **_same_names(QualityClassifier, "column", "positive_label", "threshold", "embeddings"),
         **_same_names(ClassifyOptions, "top_fraction", "sample", "seed"),
     },
     "run": {},
@@ -130,14 +144,43 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
     (run_dedup, Recipe, ("workers",)),
     (MinHashConfig, DedupStage, ("ngram_size", "bands", "rows", "seed")),
     (
+        SemanticConfig,
+        DedupStage,
+        ("max_tokens", "embed_dtype", "eps", "clusters", "docs_per_cluster", "keep", "seed")
+        + ("kmeans_sample", "kmeans_iterations", "kmeans_backend"),
+    ),
+    (
         DedupConfig,
         DedupStage,
         ("method", "normalize", "url_column", "timestamp_column", "verify_threshold", "annotate"),
     ),
+    (
+        train_embedding_classifier,
+        EmbeddingClassifierOptions,
+        ("head", "hidden", "epochs", "lr", "weight_decay", "batch_size", "encoder", "max_tokens"),
+    ),
+    (
+        train_embedding_classifier,
+        TrainClassifierOptions,
+        (
+            "label_column",
+            "positive_label",
+            "valid_fraction",
+            "seed",
+            "balance",
+            "max_docs_per_class",
+            "threads",
+        ),
+    ),
+    (
+        labelled_examples,
+        TrainClassifierOptions,
+        ("label_column", "positive_label", "valid_fraction", "seed", "balance", "max_docs_per_class"),
+    ),
     (threshold_for_top_fraction, ClassifyOptions, ("sample", "seed")),
     (threshold_for_top_fraction, QualityClassifier, ("positive_label",)),
     (run_classify, ClassifyOptions, ("top_fraction", "sample", "seed")),
-    (run_classify, QualityClassifier, ("column", "positive_label", "threshold")),
+    (run_classify, QualityClassifier, ("column", "positive_label", "threshold", "embeddings")),
 ]
 
 # Strings each numeric option's type is fed, to compare what it accepts with the field's interval.

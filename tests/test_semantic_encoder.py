@@ -11,7 +11,6 @@ import hashlib
 import json
 import random
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +19,7 @@ import pytest
 import torch
 import transformers
 from conftest import REPO
+from tiny_encoders import TINY_MAX_TOKENS, make_bert, make_llama, word_texts
 
 from data_pipeline.semantic import encoder as enc_mod
 from data_pipeline.semantic.embed import METADATA_KEY, embed_shard, read_encoder_metadata
@@ -32,91 +32,6 @@ from data_pipeline.semantic.encoder import (
     load_encoder,
     tokenize,
 )
-
-WORDS = [f"w{i}" for i in range(60)]
-TINY_MAX_TOKENS = 24
-
-
-# ---------------------------------------------------------------- tiny encoders built here
-
-
-def _word_tokenizer(bos_only: bool = False, specials: bool = True) -> transformers.PreTrainedTokenizerFast:
-    """A whitespace WordLevel tokenizer over WORDS; BERT-style [CLS] x [SEP], or Llama-style <s> x."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    names = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(names)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    if bos_only:
-        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A", special_tokens=[("[CLS]", 2)])
-    elif specials:
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-        )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-
-
-def _st_files(path: Path, pooling: dict[str, bool], normalize: bool = True) -> None:
-    """sentence-transformers layout: modules.json, 1_Pooling/config.json, sentence_bert_config.json."""
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if normalize:
-        modules.append(
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
-        )
-    (path / "modules.json").write_text(json.dumps(modules))
-    (path / "1_Pooling").mkdir()
-    keys = {f"pooling_mode_{k}": v for k, v in pooling.items()}
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **keys}))
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": TINY_MAX_TOKENS}))
-
-
-def make_bert(
-    path: Path, pooling: dict[str, bool] | None, normalize: bool = True, specials: bool = True
-) -> Path:
-    """A random 2-layer BERT (hidden 32) with a word tokenizer; sentence-transformers files if `pooling`."""
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=4 + len(WORDS),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    transformers.BertModel(config).save_pretrained(path)
-    _word_tokenizer(specials=specials).save_pretrained(path)
-    if pooling is not None:
-        _st_files(path, pooling, normalize)
-    return path
-
-
-def make_llama(path: Path) -> Path:
-    """A random 2-layer Llama causal LM checkpoint (no sentence-transformers files), BOS-only template."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=4 + len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=40,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    _word_tokenizer(bos_only=True).save_pretrained(path)
-    return path
-
-
-def word_texts(n: int, seed: int = 0) -> list[str]:
-    """The empty text and texts of 1 to 30 words (some truncated at TINY_MAX_TOKENS), no two alike."""
-    rng = random.Random(seed)
-    texts = dict.fromkeys(" ".join(rng.choices(WORDS, k=rng.randint(1, 30))) for _ in range(n * 2))
-    return [*list(texts)[: n - 1], ""]
 
 
 def reference(model: torch.nn.Module, hf_tok, texts: list[str], modes, normalize: bool, max_len: int):
@@ -336,8 +251,10 @@ def test_embed_shard_round_trip(tmp_path):
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == ids
     assert table.schema.field("embedding").type == pa.list_(pa.float16(), 32)
-    vectors = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
-    np.testing.assert_allclose(vectors, encode(encoder, texts), atol=1e-3, rtol=0)
+    rows = table.column("embedding").to_pylist()
+    assert texts[-1] == "" and rows[-1] is None  # an empty text has no embedding
+    vectors = np.array(rows[:-1], dtype=np.float32)
+    np.testing.assert_allclose(vectors, encode(encoder, texts[:-1]), atol=1e-3, rtol=0)
     meta = read_encoder_metadata(out)
     sha = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
     assert meta == json.loads(json.dumps(encoder_metadata(encoder)))
@@ -358,3 +275,30 @@ def test_embed_shard_error_leaves_nothing(tmp_path):
         embed_shard(encoder, src, out)
     with pytest.raises(ValueError, match="no 'andes.encoder' metadata"):
         read_encoder_metadata(src)
+
+
+def test_andes_export_is_an_encoder_with_its_own_tokenizer(tmp_path):
+    """An andes checkpoint, exported by pretrain.export, embeds as mean-pooled final hidden states of
+    [BOS] + its tiktoken ids; the checkpoint itself gets a one-line pointer to the export."""
+    import base64
+
+    from test_export_generate import SHAPE, make_run
+
+    from pretrain import export
+
+    ranks = tmp_path / "bytes.tiktoken"
+    ranks.write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256)))
+    make_run(tmp_path / "run", {**SHAPE, "vocab_size": 512}, tokenizer=ranks)
+    assert export.main([f"run.dir={tmp_path / 'run'}", "--out", str(tmp_path / "hf")]) == 0
+    with pytest.raises(ValueError, match="an andes checkpoint.*pretrain.export"):
+        load_encoder(tmp_path / "run" / "checkpoints" / "step-3")
+    encoder = load_encoder(tmp_path / "hf", max_tokens=16)
+    texts = ["hello world", "a", "a longer text that the token limit cuts"]
+    model = transformers.AutoModel.from_pretrained(tmp_path / "hf")
+    expected = []
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([[256, *list(text.encode())[:15]]])  # BOS = first special id
+            state = model(input_ids=ids).last_hidden_state[0].mean(dim=0)
+            expected.append((state / state.norm()).numpy())
+    np.testing.assert_allclose(encode(encoder, texts), np.stack(expected), atol=1e-5)

@@ -607,6 +607,28 @@ def test_dedup_stages_slurm_match_local(slurm_cluster, tmp_path):  # noqa: F811
     )
 
 
+def test_semantic_dedup_slurm_matches_local(slurm_cluster, tmp_path):  # noqa: F811
+    """embed -> fit -> assign -> cluster -> remove as chained arrays equal one local run."""
+    from tiny_encoders import make_bert
+
+    encoder = make_bert(tmp_path / "bert", {"mean_tokens": True})
+    src = _copy_sample(tmp_path / "in")
+    shutil.copy(src / "shakespeare-00001.parquet", src / "dupe-00001.parquet")
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    common = ["dedup", "--method", "semantic", "--encoder", str(encoder), "--input", str(src)]
+    common += ["--clusters", "4", "--partitions", "3", "--eps", "0.01", "--quiet"]
+    assert main([*common, "--output", str(local)]) == 0
+    _andes(slurm_cluster, *common, "--output", str(remote), "--executor", "slurm", "--tasks", "2")
+    jobs = _last_submission(remote)
+    stages = ["embed", "fit", "assign", "cluster", "remove", "stats"]
+    assert list(jobs) == [f"andes-dedup-{s}" for s in stages]
+    assert _wait_all(slurm_cluster, jobs) == dict.fromkeys(jobs, "COMPLETED")
+    visible = {k: v for k, v in _parquet_bytes(remote).items() if not k.startswith(".dedup")}
+    assert visible == {k: v for k, v in _parquet_bytes(local).items() if not k.startswith(".dedup")}
+    report = json.loads((remote / "dedup_report.json").read_text())
+    assert report == json.loads((local / "dedup_report.json").read_text()) and report["duplicates"] >= 200
+
+
 def test_recipe_slurm_matches_local(slurm_cluster, tmp_path):  # noqa: F811
     local, remote = tmp_path / "local", tmp_path / "slurm"
     recipe = REPO / "configs" / "pipeline" / "demo.yaml"

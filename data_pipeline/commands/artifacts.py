@@ -12,7 +12,13 @@ from data_pipeline.commands.options import (
     executor_option,
     slurm_options,
 )
-from data_pipeline.config import PackStage, TrainClassifierOptions, TrainTokenizerStage
+from data_pipeline.config import (
+    EmbeddingClassifierOptions,
+    PackStage,
+    TrainClassifierOptions,
+    TrainTokenizerStage,
+    field_default,
+)
 from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
 
@@ -128,13 +134,16 @@ def add_train_classifier_parser(add: AddCommand) -> None:
     sub = add(
         "train-classifier",
         cmd_train_classifier,
-        "train a fastText quality classifier (DCLM recipe) from labelled Parquet documents",
+        "train a quality classifier (fastText, DCLM's recipe, or a head on embeddings) from labelled Parquet",
     )
     sub.epilog = (
         "Writes OUT (the model) and OUT.json (labels hq/cc, hyperparameters, counts, held-out precision, "
-        "recall, F1 and ROC AUC). Defaults are DCLM's OH-2.5+ELI5 classifier: word bigrams, lr 0.1, "
-        "dim 100, 5 epochs, minCount 1, 2M hash buckets (an ~800 MB model; --bucket shrinks it)."
+        "recall, F1 and ROC AUC). fastText defaults are DCLM's OH-2.5+ELI5 classifier: word bigrams, lr 0.1, "
+        "dim 100, 5 epochs, minCount 1, 2M hash buckets (an ~800 MB model; --bucket shrinks it). "
+        "--kind embedding trains a head on a frozen encoder's embeddings of the same documents, split "
+        "the same way, and writes one safetensors file recording the encoder (docs/contract.md)."
     )
+    config_option(sub, "--kind", TrainClassifierOptions, "kind")
     for flag, what in (
         ("--positive", "Parquet dir/file/glob of high-quality documents"),
         ("--negative", "Parquet dir/file/glob of low-quality documents"),
@@ -144,47 +153,66 @@ def add_train_classifier_parser(add: AddCommand) -> None:
     config_option(sub, "--label-column", TrainClassifierOptions, "label_column")
     config_option(sub, "--positive-label", TrainClassifierOptions, "positive_label")
     sub.add_argument("--output", required=True, type=Path, help="model file to write (e.g. quality.bin)")
-    for name in ("epochs", "lr", "word_ngrams", "dim", "min_count", "bucket", "valid_fraction"):
-        config_option(sub, "--" + name.replace("_", "-"), TrainClassifierOptions, name)
+    # Their default depends on --kind: None here, the kind's field when the trainer is called.
+    for name, what in (("epochs", "training epochs"), ("lr", "learning rate")):
+        per_kind = ", ".join(
+            f"{kind} {field_default(cls, name)}"
+            for kind, cls in (("fasttext", TrainClassifierOptions), ("embedding", EmbeddingClassifierOptions))
+        )
+        config_option(
+            sub, "--" + name, TrainClassifierOptions, name, default=None, help=f"{what} (default: {per_kind})"
+        )
+    config_option(sub, "--valid-fraction", TrainClassifierOptions, "valid_fraction")
     config_option(sub, "--seed", TrainClassifierOptions, "seed", type=int)
     sub.add_argument(
         "--no-balance", action="store_true", help="keep both classes whole instead of downsampling the larger"
     )
     config_option(sub, "--max-docs-per-class", TrainClassifierOptions, "max_docs_per_class")
     config_option(sub, "--threads", TrainClassifierOptions, "threads")
+    fasttext = sub.add_argument_group("fastText (--kind fasttext)")
+    for name in ("word_ngrams", "dim", "min_count", "bucket"):
+        config_option(fasttext, "--" + name.replace("_", "-"), TrainClassifierOptions, name)
+    embedding = sub.add_argument_group("embedding head (--kind embedding)")
+    for name in ("head", "hidden", "weight_decay", "batch_size", "encoder", "max_tokens"):
+        config_option(embedding, "--" + name.replace("_", "-"), EmbeddingClassifierOptions, name)
     sub.add_argument("--quiet", action="store_true", help="no fastText progress output")
     allow_incomplete_option(sub)
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     from data_pipeline.classifier.metrics import format_metrics
-    from data_pipeline.classifier.training import sidecar_path, train_classifier
+    from data_pipeline.classifier.training import sidecar_path
 
     if args.labelled and (args.positive or args.negative):
         raise ValueError("give --labelled, or --positive and --negative, not both")
     if not args.labelled and not (args.positive and args.negative):
         raise ValueError("give --positive and --negative directories, or --labelled with --label-column")
     check_io([*args.positive, *args.negative, *args.labelled], [args.output], args.allow_incomplete)
-    record = train_classifier(
-        args.positive or None,
-        args.negative or None,
-        labelled=args.labelled or None,
-        label_column=args.label_column,
-        positive_label=args.positive_label,
-        output=args.output,
-        epochs=args.epochs,
-        lr=args.lr,
-        word_ngrams=args.word_ngrams,
-        dim=args.dim,
-        min_count=args.min_count,
-        bucket=args.bucket,
-        valid_fraction=args.valid_fraction,
-        seed=args.seed,
-        balance=not args.no_balance,
-        max_docs_per_class=args.max_docs_per_class,
-        threads=args.threads,
-        verbose=not args.quiet,
-    )
+    common = {
+        "labelled": args.labelled or None,
+        "label_column": args.label_column,
+        "positive_label": args.positive_label,
+        "output": args.output,
+        "valid_fraction": args.valid_fraction,
+        "seed": args.seed,
+        "balance": not args.no_balance,
+        "max_docs_per_class": args.max_docs_per_class,
+        "threads": args.threads,
+    }
+    common |= {name: getattr(args, name) for name in ("epochs", "lr") if getattr(args, name) is not None}
+    if args.kind == "embedding":
+        from data_pipeline.classifier.embedding_training import train_embedding_classifier
+
+        head = {name: getattr(args, name) for name in ("head", "hidden", "weight_decay", "batch_size")}
+        head |= {"encoder": args.encoder, "max_tokens": args.max_tokens}
+        record = train_embedding_classifier(args.positive or None, args.negative or None, **common, **head)
+    else:
+        from data_pipeline.classifier.training import train_classifier
+
+        fasttext = {name: getattr(args, name) for name in ("word_ngrams", "dim", "min_count", "bucket")}
+        record = train_classifier(
+            args.positive or None, args.negative or None, **common, **fasttext, verbose=not args.quiet
+        )
     print(format_metrics(record))
     print(f"\nwrote {args.output} (training record in {sidecar_path(args.output)})")
     return 0

@@ -15,7 +15,7 @@ from data_pipeline.commands.options import (
     shard_run_options,
     slurm_options,
 )
-from data_pipeline.config import ClassifyOptions, DedupStage, FilterStage, number_type
+from data_pipeline.config import ClassifyOptions, DedupStage, FilterStage, field_type, number_type
 from data_pipeline.filters.quality import QualityClassifier
 from data_pipeline.io import list_parquet
 
@@ -98,9 +98,14 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def add_dedup_parser(add: AddCommand) -> None:
-    sub = add("dedup", cmd_dedup, "remove (or mark) near-duplicate, exact-duplicate or same-URL documents")
+    sub = add(
+        "dedup",
+        cmd_dedup,
+        "remove (or mark) near-duplicate, exact-duplicate, same-URL or same-meaning documents",
+    )
     sub.epilog = (
-        "Stages: hash -> buckets -> merge-0..merge-K -> remove, work files in OUT/.dedup/. Without "
+        "Stages: hash -> buckets -> merge-0..merge-K -> remove (semantic: embed -> fit -> assign -> cluster "
+        "-> remove), work files in OUT/.dedup/. Without "
         "--stage all run here; with --stage each is a job-array step (--rank/--world-size). Outputs: "
         "OUT/<shard>-NNNNN.parquet, OUT/.done/<shard>.json, OUT/stats.json, OUT/dedup_report.json "
         "(clusters, size histogram, example pairs). Re-running the same command resumes."
@@ -108,6 +113,7 @@ def add_dedup_parser(add: AddCommand) -> None:
     io_options(sub)
     slurm_options(sub)
     _dedup_method_options(sub)
+    _semantic_options(sub)
     sub.add_argument(
         "--stage", default=None, help="run only this stage (see --list-stages), e.g. as a Slurm array step"
     )
@@ -185,6 +191,50 @@ def _dedup_method_options(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _eps_list(text: str) -> list[float]:
+    """--eps-sweep 0.01,0.05,0.1: each in (0, 1], as the eps field allows."""
+    parse = field_type(DedupStage, "eps")
+    return [parse(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _semantic_options(sub: argparse.ArgumentParser) -> None:
+    """semantic dedup: the encoder, the threshold and keep policy, and the k-means settings."""
+    group = sub.add_argument_group("semantic (with --method semantic; docs/semantic_dedup.md)")
+    config_option(group, "--encoder", DedupStage, "encoder")
+    config_option(group, "--max-tokens", DedupStage, "max_tokens")
+    config_option(group, "--embed-dtype", DedupStage, "embed_dtype")
+    config_option(group, "--eps", DedupStage, "eps")
+    config_option(
+        group,
+        "--eps-sweep",
+        DedupStage,
+        "eps_sweep",
+        type=_eps_list,
+        help="e.g. 0.01,0.05,0.1: report what each removes",
+    )
+    config_option(group, "--clusters", DedupStage, "clusters")
+    config_option(group, "--docs-per-cluster", DedupStage, "docs_per_cluster")
+    config_option(group, "--keep", DedupStage, "keep")
+    config_option(group, "--kmeans-sample", DedupStage, "kmeans_sample")
+    config_option(group, "--kmeans-iterations", DedupStage, "kmeans_iterations")
+    config_option(group, "--kmeans-backend", DedupStage, "kmeans_backend")
+
+
+_SEMANTIC_FIELDS = (
+    "encoder",
+    "max_tokens",
+    "embed_dtype",
+    "eps",
+    "eps_sweep",
+    "clusters",
+    "docs_per_cluster",
+    "keep",
+    "kmeans_sample",
+    "kmeans_iterations",
+    "kmeans_backend",
+)
+
+
 def dedup_config(args: argparse.Namespace):
     """The `DedupConfig` of `andes-data dedup`'s options, built as a recipe's dedup stage builds it."""
     from data_pipeline.dedup.minhash import choose_bands_rows
@@ -205,6 +255,7 @@ def dedup_config(args: argparse.Namespace):
             "timestamp_column": args.timestamp_column,
             "annotate": args.annotate,
             "verify_threshold": None if args.no_verify else args.verify_threshold,
+            **{name: getattr(args, name) for name in _SEMANTIC_FIELDS},
         }
     )
 
@@ -237,17 +288,22 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def add_classify_parser(add: AddCommand) -> None:
     sub = add(
-        "classify", cmd_classify, "score documents with a fastText classifier; keep a threshold or top share"
+        "classify",
+        cmd_classify,
+        "score documents with a fastText or embedding classifier; keep a threshold or top share",
     )
     sub.epilog = (
         "Adds COLUMN (probability of the positive label) to every document. --top-fraction first scores "
         "the corpus (or --sample documents of it) to find the threshold that keeps that share (DCLM "
         "keeps the top 10%), then filters; the threshold is recorded in OUT/stats.json under 'classify'. "
-        "Outputs and resuming as for `filter`."
+        "An embedding classifier reuses the embeddings a semantic dedup stored (INPUT/.dedup/embeddings/ "
+        "or --embeddings) when they come from the same encoder. Outputs and resuming as for `filter`."
     )
     io_options(sub)
     slurm_options(sub)
-    sub.add_argument("--model", required=True, type=Path, help="fastText model from train-classifier")
+    sub.add_argument(
+        "--model", required=True, type=Path, help="fastText model or embedding classifier (train-classifier)"
+    )
     # The quality step's parameters (data_pipeline/filters/quality.py), then the top-fraction pass's.
     config_option(sub, "--column", QualityClassifier, "column", help="annotation column for the score")
     config_option(
@@ -269,6 +325,7 @@ def add_classify_parser(add: AddCommand) -> None:
     config_option(keep, "--top-fraction", ClassifyOptions, "top_fraction")
     config_option(sub, "--sample", ClassifyOptions, "sample")
     config_option(sub, "--seed", ClassifyOptions, "seed", type=int)
+    config_option(sub, "--embeddings", QualityClassifier, "embeddings", metavar="DIR")
     shard_output_options(sub, FilterStage)
 
 
@@ -286,6 +343,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         top_fraction=args.top_fraction,
         sample=args.sample or None,
         seed=args.seed,
+        embeddings=args.embeddings,
         **shard_run_options(args),
     )
     print_summary(summary, args.output)

@@ -66,6 +66,7 @@ class Plan:
     shards: list[str]
     partitions: int
     inputs: dict[str, dict[str, int]] | None = None  # shard -> `input_fingerprint` (None: older plans)
+    clusters: int | None = None  # semantic: k-means clusters (from the input's size unless set)
 
     def rounds(self) -> list[list[list[int]]]:
         return reduction_rounds(self.partitions)
@@ -96,6 +97,8 @@ def load_plan(
     inputs = {name: input_fingerprint(s) for name, s in zip(names, shards, strict=True)}
     path = work / "plan.json"
     record = {"shards": names, "partitions": partitions, "inputs": inputs}
+    if cfg.method == "semantic":
+        record["clusters"] = cfg.semantic.cluster_count(_count_docs(shards))
     create_text_once(path, json.dumps(record, indent=1) + "\n")
     plan = Plan(**json.loads(path.read_text()))
     if plan.shards != names:
@@ -123,7 +126,21 @@ def build_stages(
     rows_per_file: int | None,
     write_dropped: bool,
     skip_bad: bool,
+    workers: int = 1,
 ) -> list[Stage]:
+    if cfg.method == "semantic":
+        from data_pipeline.semantic.stages import build_semantic_stages
+
+        return build_semantic_stages(
+            plan,
+            cfg,
+            out_dir,
+            batch_rows=batch_rows,
+            rows_per_file=rows_per_file,
+            write_dropped=write_dropped,
+            skip_bad=skip_bad,
+            workers=workers,
+        )
     work = out_dir / DEDUP_WORK_DIR
     shards = [Path(s) for s in plan.shards]
     index = {s.name: i for i, s in enumerate(shards)}
@@ -164,7 +181,7 @@ def _skipped_shards(stage: Stage) -> dict[str, str]:
     return out
 
 
-def _read_row(path: Path, row: int, columns: list[str]) -> dict:
+def read_row(path: Path, row: int, columns: list[str]) -> dict:
     file = pq.ParquetFile(path)
     names = [c for c in columns if c in file.schema_arrow.names]
     start = 0
@@ -181,7 +198,7 @@ def _example(plan: Plan, cfg: DedupConfig, keeper: int, member: int) -> dict:
     for key in (keeper, member):
         shard, row = (int(x) for x in split_key(key))
         path = Path(plan.shards[shard])
-        values = _read_row(path, row, ["id", "text", cfg.url_column])
+        values = read_row(path, row, ["id", "text", cfg.url_column])
         values["url"] = values.pop(cfg.url_column, None)
         docs.append({"shard": path.name, "row": row, **values})
     example: dict[str, Any] = {"kept": docs[0], "removed": docs[1]}
@@ -196,6 +213,10 @@ def _example(plan: Plan, cfg: DedupConfig, keeper: int, member: int) -> dict:
 
 def build_report(plan: Plan, cfg: DedupConfig, work: Path, docs: int, n_examples: int = 5) -> dict:
     """Clusters, their size histogram, documents removed and a few (kept, removed) example pairs."""
+    if cfg.method == "semantic":
+        from data_pipeline.semantic.stages import build_semantic_report
+
+        return build_semantic_report(plan, cfg, work, docs)
     nodes, roots = read_forest(plan.final_forest(work))
     sizes, counts = cluster_sizes(roots)
     duplicate = nodes != roots
@@ -227,6 +248,10 @@ def build_report(plan: Plan, cfg: DedupConfig, work: Path, docs: int, n_examples
 
 
 def format_report(report: dict) -> str:
+    if report["method"] == "semantic":
+        from data_pipeline.semantic.stages import format_semantic_report
+
+        return format_semantic_report(report)
     action = "annotated" if report.get("annotate") else "removed"
     lines = [
         f"{report['method']} dedup: {report['clusters']} clusters over {report['documents_in_clusters']} "
@@ -311,6 +336,7 @@ def run_dedup(
         rows_per_file=rows_per_file,
         write_dropped=write_dropped,
         skip_bad=skip_bad,
+        workers=workers,
     )
     names = [s.name for s in stages]
     if stage is not None and stage not in names:
@@ -356,10 +382,26 @@ def print_dedup_summary(summary: dict, out_dir: Path) -> None:
         print(f"\n{summary['pending_shards']} shards pending (other tasks or stages); wrote {out_dir}")
 
 
+def stage_units(cfg: DedupConfig, shards: int, partitions: int) -> list[tuple[str, int, str]]:
+    """(stage, units, unit kind) of a run over `shards` input shards with `partitions` partitions."""
+    if cfg.method == "semantic":
+        from data_pipeline.semantic.stages import STAGE_NAMES, UNIT_KINDS
+
+        counts = {"shard": shards, "partition": partitions}
+        return [(name, counts.get(UNIT_KINDS[name], 1), UNIT_KINDS[name]) for name in STAGE_NAMES]
+    merges = [(f"merge-{r}", len(tasks), "merge") for r, tasks in enumerate(reduction_rounds(partitions))]
+    return [
+        ("hash", shards, "shard"),
+        ("buckets", partitions, "partition"),
+        *merges,
+        ("remove", shards, "shard"),
+    ]
+
+
 def stage_names(
     shards: list[Path], cfg: DedupConfig, partitions: int | None, rows_per_partition: int
 ) -> list[str]:
     """The stage sequence a run over `shards` would have (for launchers building job dependencies)."""
     if partitions is None:
         partitions = default_partitions(shards, cfg, rows_per_partition)
-    return ["hash", "buckets", *[f"merge-{r}" for r in range(len(reduction_rounds(partitions)))], "remove"]
+    return [name for name, _, _ in stage_units(cfg, len(shards), partitions)]

@@ -55,6 +55,7 @@ from data_pipeline.dedup.minhash import (
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step
 from data_pipeline.io import atomic_write_parquet
+from data_pipeline.semantic.config import SemanticConfig
 from data_pipeline.shard import (
     Interrupted,
     ShardError,
@@ -65,6 +66,7 @@ from data_pipeline.shard import (
     shard_task,
 )
 
+SEMANTIC_ROWS_PER_DOC = 50
 FOREST_SCHEMA = pa.schema([("node", pa.uint64()), ("root", pa.uint64())])
 # Rows buffered over all partitions before they are written out as row groups (16 bytes each).
 _FLUSH_ROWS = 1 << 21
@@ -95,6 +97,8 @@ class DedupConfig:
     in datatrove."""
     annotate: bool = DedupStage.annotate
     """Keep every document and add `<method>_cluster` / `<method>_duplicate` columns instead of removing."""
+    semantic: SemanticConfig = dataclasses.field(default_factory=SemanticConfig)
+    """semantic: the encoder, eps, keep policy and k-means settings."""
 
     def __post_init__(self) -> None:
         if self.method not in DEDUP_METHODS:
@@ -109,6 +113,22 @@ class DedupConfig:
         stage or `andes-data dedup` gives them: both build it here, so they cannot disagree."""
         o = {**defaults(DedupStage), **options}
         minhash = MinHashConfig(ngram_size=o["ngram_size"], bands=o["bands"], rows=o["rows"], seed=o["seed"])
+        semantic = SemanticConfig()
+        if o["method"] == "semantic":
+            semantic = SemanticConfig(
+                encoder=_encoder_dir(o["encoder"]),
+                max_tokens=o["max_tokens"],
+                embed_dtype=o["embed_dtype"],
+                eps=o["eps"],
+                eps_sweep=tuple(float(e) for e in o["eps_sweep"] or ()),
+                clusters=o["clusters"],
+                docs_per_cluster=o["docs_per_cluster"],
+                keep=o["keep"],
+                seed=o["seed"],
+                kmeans_sample=o["kmeans_sample"],
+                kmeans_iterations=o["kmeans_iterations"],
+                kmeans_backend=o["kmeans_backend"],
+            )
         return cls(
             method=o["method"],
             minhash=minhash,
@@ -117,15 +137,26 @@ class DedupConfig:
             timestamp_column=o["timestamp_column"] or None,
             verify_threshold=o["verify_threshold"],
             annotate=o["annotate"],
+            semantic=semantic,
         )
 
     @property
     def rows_per_doc(self) -> int:
-        """Bucket rows one document adds at most (sizes the partitions)."""
-        return self.minhash.bands if self.method == "minhash" else 1
+        """Bucket rows (16 bytes) one document adds at most (sizes the partitions); semantic: its
+        assignment row, a 384-dim float16 embedding with key, cluster and distance, as 50 rows."""
+        return {"minhash": self.minhash.bands, "semantic": SEMANTIC_ROWS_PER_DOC}.get(self.method, 1)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _encoder_dir(path: str | None) -> str:
+    """The encoder directory, resolved (None or '': the shipped all-MiniLM-L6-v2)."""
+    if not path:
+        from data_pipeline.semantic.encoder import default_encoder_dir
+
+        return str(default_encoder_dir())
+    return str(Path(path).expanduser().resolve())
 
 
 def bucket_schema(cfg: DedupConfig) -> pa.Schema:
@@ -167,11 +198,23 @@ def _arrow(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
     return pa.array(values, type=dtype)
 
 
-class _PartitionWriters:
-    """Buffers one shard's bucket rows and writes them as `buckets/<p>/<shard>.parquet` per partition."""
+class PartitionWriters:
+    """Buffers one shard's rows and writes them as `<root>/<p>/<shard>.parquet` per partition.
 
-    def __init__(self, root: Path, stem: str, partitions: int, schema: pa.Schema) -> None:
+    A row's partition is `part_of(columns)` (default: its band hash's, `partition_of`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        stem: str,
+        partitions: int,
+        schema: pa.Schema,
+        part_of: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None,
+        flush_rows: int = _FLUSH_ROWS,
+    ) -> None:
         self.root, self.stem, self.partitions, self.schema = root, stem, partitions, schema
+        self.flush_rows = flush_rows
+        self.part_of = part_of or (lambda columns: partition_of(columns["hash"], partitions))
         self.buffer: list[dict[str, np.ndarray]] = []
         self.buffered = 0
         self.writers: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
@@ -189,7 +232,7 @@ class _PartitionWriters:
         if len(columns["key"]):
             self.buffer.append(columns)
             self.buffered += len(columns["key"])
-        if self.buffered >= _FLUSH_ROWS:
+        if self.buffered >= self.flush_rows:
             self.flush()
 
     def flush(self) -> None:
@@ -197,7 +240,7 @@ class _PartitionWriters:
             return
         merged = {name: np.concatenate([b[name] for b in self.buffer]) for name in self.schema.names}
         self.buffer, self.buffered = [], 0
-        part = partition_of(merged["hash"], self.partitions)
+        part = self.part_of(merged)
         order = np.argsort(part, kind="stable")
         part = part[order]
         bounds = np.searchsorted(part, np.arange(self.partitions + 1))
@@ -291,7 +334,7 @@ class HashTask:
     ) -> ShardStats:
         with shard_task(self.out_dir, shard) as stats:
             schema = bucket_schema(self.cfg)
-            writers = _PartitionWriters(self.work / "buckets", shard.stem, self.partitions, schema)
+            writers = PartitionWriters(self.work / "buckets", shard.stem, self.partitions, schema)
             writers.clean()
             try:
                 file = open_shard(shard)

@@ -228,10 +228,13 @@ def dedup_jobs(
         write_dropped=write_dropped,
         skip_bad=skip_bad,
     )
+    from data_pipeline.dedup.run import stage_units
+
+    kinds = {name: kind for name, _, kind in stage_units(cfg, len(shards), 1)}
     jobs = []
     for name, units, marker_dir in stages:
         n = opts.array_tasks(len(units))
-        kind = "shard" if name in ("hash", "remove") else "partition" if name == "buckets" else "merge"
+        kind = kinds.get(name, "merge")
         job = Job(
             name,
             base.argv(options=[*_task_options((TASK_ID, n), opts.cpus_per_task), "--stage", name]),
@@ -259,8 +262,7 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
     dedup stage without `partitions`, the partitions that input would need. Extra merge rounds
     are no-ops, and a task whose rank exceeds the actual units has nothing to do.
     """
-    from data_pipeline.dedup.clusters import reduction_rounds
-    from data_pipeline.dedup.run import default_partitions
+    from data_pipeline.dedup.run import default_partitions, stage_units
     from data_pipeline.dedup.tasks import DedupConfig
     from data_pipeline.guard import DEDUP_WORK_DIR
     from data_pipeline.io import list_parquet
@@ -291,11 +293,7 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
                 partitions = json.loads(plan_file.read_text())["partitions"]
             elif partitions is None:  # for the recipe's input: an upper bound after the first stage
                 partitions = default_partitions(first, dcfg, params["rows_per_partition"])
-            rounds = reduction_rounds(partitions)
-            subs = [("hash", len(first), "shard"), ("buckets", partitions, "partition")]
-            subs += [(f"merge-{r}", len(t), "merge") for r, t in enumerate(rounds)]
-            subs.append(("remove", len(first), "shard"))
-            for sub, units, kind in subs:
+            for sub, units, kind in stage_units(dcfg, len(first), partitions):
                 n = opts.array_tasks(units)
                 spec = f"{st.index}:{sub}"
                 argv = base.argv(workers, ["--stage", spec, *task_opts, "--world-size", str(n)])

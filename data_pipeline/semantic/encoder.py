@@ -5,7 +5,9 @@ A directory in the sentence-transformers layout (`modules.json`, `1_Pooling/conf
 transformer's final hidden states, pooled (`mean` over the real tokens, `cls` or `max`, or several
 concatenated in the order cls, max, mean), then L2-normalised if `modules.json` lists a `Normalize`
 module. Any other model directory that `transformers.AutoModel` loads (a plain Llama checkpoint, say)
-is embedded as the L2-normalised mean of its final hidden states.
+is embedded as the L2-normalised mean of its final hidden states. An andes checkpoint is used through
+its export (`python -m pretrain.export`), whose tiktoken `tokenizer.model` is read by
+`RanksTokenizer`, as the model was trained (BOS first); the data pipeline never imports the trainer.
 
 Speed comes from work not done, not from changed numbers: texts are tokenized once (the Rust
 tokenizer, no Python per token), sorted by token count and batched by a budget of padded tokens, so
@@ -22,7 +24,8 @@ Rules a caller must know:
   kept tokens only for text averaging more than `CHARS_PER_TOKEN` characters per token (e.g. one
   enormous unbroken "word");
 - an empty text is embedded as the tokenizer encodes it (for BERT: `[CLS] [SEP]`), so it gets an
-  ordinary vector; a text that encodes to no token at all raises ValueError naming its row;
+  ordinary vector (`embed.embed_texts`, which semantic dedup uses, embeds no empty or blank text);
+  a text that encodes to no token at all raises ValueError naming its row;
 - on CUDA the model runs in bfloat16 by default, on CPU in float32; pooling is float32 and so is
   the output.
 """
@@ -64,12 +67,33 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
+class _Ids:
+    ids: list[int]
+
+
+class RanksTokenizer:
+    """A tiktoken ranks `tokenizer.model`, as `pretrain.export` writes beside an andes model, behind
+    the one call `tokenize` makes of a Rust tokenizer: `<|begin_of_text|>` first, as the model was
+    trained (data_pipeline/tokenizer.py), then truncated to `max_tokens`."""
+
+    def __init__(self, path: Path, max_tokens: int) -> None:
+        from data_pipeline.tokenizer import Tokenizer as Ranks
+
+        self.ranks = Ranks(path)
+        self.max_tokens = max_tokens
+
+    def encode_batch_fast(self, texts: Sequence[str]) -> list[_Ids]:
+        rows = self.ranks.encode_batch(texts, bos=True, num_threads=1)
+        return [_Ids(ids[: self.max_tokens]) for ids in rows]
+
+
+@dataclass(frozen=True)
 class Encoder:
     """A loaded encoder and how it turns token states into one vector per text."""
 
     path: Path
     model: torch.nn.Module  # a transformers PreTrainedModel in eval mode
-    tokenizer: Tokenizer  # truncates to max_tokens, never pads
+    tokenizer: Tokenizer | RanksTokenizer  # truncates to max_tokens, never pads
     pooling: tuple[str, ...]
     normalize: bool
     lowercase: bool
@@ -155,13 +179,21 @@ def _transformers():  # noqa: ANN202 (a module)
     return transformers
 
 
-def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer, int]:
+def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer | RanksTokenizer, int]:
     """The Rust tokenizer that `AutoTokenizer` builds (as sentence-transformers uses it) and the pad id.
 
     We call the Rust tokenizer directly: one `encode_batch_fast` per chunk of texts, no padding (each
     batch pads itself later) and truncation to `max_tokens` set on it, replacing whatever
     tokenizer.json stored (all-MiniLM-L6-v2's says 128 and fixed padding to 128).
     """
+    ranks = path / "tokenizer.model"
+    if ranks.is_file() and not (path / "tokenizer.json").is_file():
+        # An andes export (or Meta's original Llama 3 layout): tiktoken ranks. transformers would
+        # rebuild them with its own pre-tokenizer and no BOS, not the ids the model was trained on.
+        try:
+            return RanksTokenizer(ranks, max_tokens), 0
+        except ValueError:
+            pass  # not tiktoken ranks (a SentencePiece model): transformers' turn
     try:
         hf = _transformers().AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -221,6 +253,11 @@ def load_encoder(
     if not path.is_dir():
         raise ValueError(f"{path}: no such encoder directory")
     if not (path / "config.json").is_file():
+        if (path / ".metadata").is_file() or (path / "checkpoints").is_dir():
+            raise ValueError(
+                f"{path}: an andes checkpoint, not a model directory; export it first "
+                f"(python -m pretrain.export --checkpoint {path} --out HF_DIR) and pass HF_DIR"
+            )
         raise ValueError(f"{path}: not a Hugging Face model directory (no config.json)")
     if threads is not None:
         torch.set_num_threads(threads)
@@ -252,23 +289,33 @@ def load_encoder(
     )
 
 
-def tokenize(encoder: Encoder, texts: Sequence[str], where: str = "", first_row: int = 0) -> list[list[int]]:
+def _row_number(first_row: int | np.ndarray, i: int) -> int:
+    """The input row of texts[i]: `first_row + i`, or `first_row[i]` where the caller left rows out."""
+    return int(first_row[i]) if isinstance(first_row, np.ndarray) else first_row + i
+
+
+def tokenize(
+    encoder: Encoder, texts: Sequence[str], where: str = "", first_row: int | np.ndarray = 0
+) -> list[list[int]]:
     """Token ids of each text, truncated to `encoder.max_tokens` (see the module docstring's rules).
 
-    Errors name `{where}row {first_row + i}`, so a caller passes its file and the row of texts[0].
+    Errors name `{where}row {first_row + i}`, so a caller passes its file and the row of texts[0]
+    (or, having left rows out, an array of each text's row).
     """
     limit = encoder.max_tokens * CHARS_PER_TOKEN
     clipped = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise ValueError(f"{where}row {first_row + i}: expected a string, got {type(text).__name__}")
+            raise ValueError(
+                f"{where}row {_row_number(first_row, i)}: expected a string, got {type(text).__name__}"
+            )
         text = text[:limit]  # bounds the tokenizer's work on a huge document
         clipped.append(text.lower() if encoder.lowercase else text)
     ids = [e.ids for e in encoder.tokenizer.encode_batch_fast(clipped)]
     empty = next((i for i, row in enumerate(ids) if not row), None)
     if empty is not None:
         head = texts[empty][:40]
-        raise ValueError(f"{where}row {first_row + empty}: text {head!r} gives no token to pool")
+        raise ValueError(f"{where}row {_row_number(first_row, empty)}: text {head!r} gives no token to pool")
     return ids
 
 
@@ -324,7 +371,7 @@ def encode(
     *,
     batch_tokens: int | None = None,
     where: str = "",
-    first_row: int = 0,
+    first_row: int | np.ndarray = 0,
 ) -> np.ndarray:
     """Embeddings (float32, one row per text, in input order); errors name `{where}row {first_row + i}`."""
     texts = list(texts)
@@ -333,7 +380,8 @@ def encode(
     with torch.inference_mode():
         for start in range(0, len(texts), CHUNK_TEXTS):
             chunk = texts[start : start + CHUNK_TEXTS]
-            ids = tokenize(encoder, chunk, where, first_row + start)
+            rows_of = first_row[start:] if isinstance(first_row, np.ndarray) else first_row + start
+            ids = tokenize(encoder, chunk, where, rows_of)
             lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             order = np.argsort(-lengths, kind="stable")
             for part in batches(lengths[order], budget):
