@@ -100,7 +100,9 @@ def check_stage_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
         remove_stage_output(out_dir)
     if not record.is_file():
         # Other tasks' temp files may be here already; anything else means the dir is not ours.
-        if out_dir.exists() and any(not p.name.endswith(".tmp") for p in out_dir.iterdir()):
+        foreign = out_dir.exists() and any(not p.name.endswith(".tmp") for p in out_dir.iterdir())
+        # Re-checked after listing: a task started at the same time may have just created it.
+        if foreign and not record.is_file():
             raise ValueError(f"{out_dir}: exists, is not empty and is not an andes-data output")
         if create_text_once(record, json.dumps(config, indent=1, sort_keys=True) + "\n"):
             return
