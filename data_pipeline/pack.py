@@ -1,13 +1,13 @@
 """Tokenize documents and pack them into fixed-length training rows (`andes-data pack`).
 
-Documents are encoded as <bos> text <eos> (Llama 3 tiktoken, batched over threads) into one int32
-token stream per split on disk, then packed into rows of seq_len + 1 tokens (the trainer takes
-inputs = row[:-1], labels = row[1:]) by `packing.py`: best-fit-decreasing by default, so a document
-that fits a row is never split, or concatenate-and-chunk. Rows are shuffled with a seed and written
-as zstd Parquet shards; each row's `cu_seqlens` lists where every document (or piece) starts, then
-the number of real tokens, which is what document-masked attention needs. Several inputs can be
-mixed in given token proportions (`mix_selection`); the manifest records the realised mix, padding
-and how many documents had to be split because they are longer than a row.
+Documents are encoded as <bos> text <eos> (Llama 3 tiktoken, or any `load_tokenizer` one, on
+threads) into one int32 token stream per split on disk, then packed into rows of seq_len + 1 tokens
+(the trainer takes inputs = row[:-1], labels = row[1:]) by `packing.py`: best-fit-decreasing by
+default, so a document that fits a row is never split, or concatenate-and-chunk. Rows are shuffled
+with a seed and written as zstd Parquet shards; each row's `cu_seqlens` lists where every document
+(or piece) starts, then the number of real tokens, which is what document-masked attention needs.
+Several inputs can be mixed in given token proportions (`mix_selection`); the manifest records the
+realised mix, padding and how many documents had to be split because they are longer than a row.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from data_pipeline.guard import check_io
 from data_pipeline.io import check_string_column, iter_batches, list_parquet, open_parquet
 from data_pipeline.packed_format import MANIFEST, PACKED_FORMAT, SHARD_SCHEMA
 from data_pipeline.packing import assemble, best_fit_rows, concat_chunks
-from data_pipeline.tokenizer import Tokenizer
+from data_pipeline.tokenizer import AnyTokenizer
 
 VAL_DIR = "val"
 # Encoding threads: tiktoken releases the GIL, more threads than cores only adds switching.
@@ -177,7 +177,7 @@ def _doc_key(doc_id: str, seed: int) -> int:
 
 def _tokenize(
     sources: list[list[Path]],
-    tokenizer: Tokenizer,
+    tokenizer: AnyTokenizer,
     train: _TokenSink,
     val: _TokenSink | None,
     val_fraction: float,
@@ -310,7 +310,7 @@ def _write_split(
 def pack(
     inputs: list[Path],
     output: Path,
-    tokenizer: Tokenizer,
+    tokenizer: AnyTokenizer,
     seq_len: int,
     *,
     strategy: str = PackStage.strategy,
@@ -362,6 +362,7 @@ def pack(
         header = {
             "format": PACKED_FORMAT,
             "tokenizer": {
+                "kind": tokenizer.kind,
                 "name": tokenizer.name,
                 "sha256": tokenizer.sha256,
                 "n_vocab": tokenizer.n_vocab,
@@ -403,7 +404,7 @@ def pack(
 def pack_chunks(
     inputs: list[Path],
     output: Path,
-    tokenizer: Tokenizer,
+    tokenizer: AnyTokenizer,
     seq_len: int,
     val_fraction: float = PackStage.val_fraction,
     rows_per_shard: int = PackStage.rows_per_shard,

@@ -2,7 +2,7 @@
 
 A pack output directory holds Parquet shards of SHARD_SCHEMA rows (`tokens`: seq_len + 1 ids,
 `cu_seqlens`: document starts then the count of real tokens) and `manifest.json` naming the format,
-seq_len and the tokenizer (name, sha256, n_vocab, special ids); see docs/design.md.
+seq_len and the tokenizer (kind, name, sha256, n_vocab, special ids); see docs/contract.md.
 """
 
 from __future__ import annotations
@@ -30,4 +30,6 @@ def read_manifest(path: Path | str) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != PACKED_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ValueError(f"{file}: format {found!r}, expected {PACKED_FORMAT!r}")
+    if isinstance(manifest.get("tokenizer"), dict):
+        manifest["tokenizer"].setdefault("kind", "tiktoken")  # written before HF tokenizers were packed
     return manifest

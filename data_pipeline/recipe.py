@@ -335,7 +335,7 @@ def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwri
 
 def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
     from data_pipeline.pack import pack
-    from data_pipeline.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
 
     _one_task(stage, part)
     p = stage.params
@@ -354,7 +354,7 @@ def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progres
     manifest = pack(
         inputs,
         out,
-        Tokenizer.from_file(tok_path),
+        load_tokenizer(tok_path),
         p["seq_len"],
         strategy=p["strategy"],
         shuffle=p["shuffle"],

@@ -1,7 +1,9 @@
-"""Llama 3 tokenizer: tiktoken BPE ranks plus the 256 Llama 3 special tokens.
+"""Llama 3 tokenizer: tiktoken BPE ranks plus the 256 Llama 3 special tokens; `load_tokenizer`.
 
 Document text is always encoded as plain text, so a special-token string inside a document can never
-inject a control id; control ids are only added through the ``bos``/``eos`` flags.
+inject a control id; control ids are only added through the ``bos``/``eos`` flags. `load_tokenizer`
+is the one loader of pack, trainer, export and generate: it picks this class for a tiktoken ranks
+file and `HFTokenizer` (data_pipeline/hf_tokenizer.py) for a Hugging Face `tokenizer.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import tiktoken
+
+from data_pipeline.hf_tokenizer import TOKENIZER_JSON, HFTokenizer
 
 # Meta's Llama 3 pre-tokenization regex (llama_models/llama3/tokenizer.py); training must use the same.
 LLAMA3_SPLIT_PATTERN = (
@@ -152,6 +156,8 @@ def _parse_ranks(data: bytes, path: Path) -> dict[bytes, int]:
 class Tokenizer:
     """Byte-level BPE over tiktoken with Llama 3 special tokens; ids match Meta's Llama 3 tokenizer."""
 
+    kind = "tiktoken"
+
     def __init__(self, path: str | Path, *, name: str | None = None, num_reserved_special_tokens: int = 256):
         self.path = Path(path)
         if not self.path.is_file():
@@ -219,3 +225,42 @@ class Tokenizer:
             bad = next(i for i in ids if not 0 <= i < self.n_vocab)
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.n_vocab})")
         return self.encoding.decode(ids)
+
+    def save(self, directory: Path) -> None:
+        """Write the ranks file as `tokenizer.model` (what `find_tokenizer` looks for)."""
+        (directory / TIKTOKEN_MODEL).write_bytes(self.path.read_bytes())
+
+
+TIKTOKEN_MODEL = "tokenizer.model"
+AnyTokenizer = Tokenizer | HFTokenizer
+"""What `load_tokenizer` returns: both have encode, encode_batch, decode, save, n_vocab, bos_id,
+eos_id, pad_id, sha256, name, path and kind ("tiktoken" or "hf")."""
+
+
+def find_tokenizer(directory: str | Path) -> Path | None:
+    """The tokenizer file of a model directory: `tokenizer.json` first (an HF model's own, whereas a
+    `tokenizer.model` beside it may be SentencePiece), else a tiktoken `tokenizer.model`."""
+    for name in (TOKENIZER_JSON, TIKTOKEN_MODEL):
+        if (Path(directory) / name).is_file():
+            return Path(directory) / name
+    return None
+
+
+def load_tokenizer(path: str | Path | None = None) -> AnyTokenizer:
+    """A tokenizer by file: `tokenizer.json` (or a directory holding one) -> HF; a tiktoken ranks file
+    (or a directory holding `tokenizer.model`) -> tiktoken; None -> the Llama 3 model in llama-models."""
+    if path is None:
+        return Tokenizer.from_file()
+    p = Path(path)
+    if p.is_dir():
+        found = find_tokenizer(p)
+        if found is None:
+            raise FileNotFoundError(f"{p}: no {TOKENIZER_JSON} or {TIKTOKEN_MODEL} in this directory")
+        p = found
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: tokenizer file not found")
+    with open(p, "rb") as f:
+        head = f.read(64).lstrip()
+    if p.suffix == ".json" or head.startswith(b"{"):  # a ranks file is base64 lines, never JSON
+        return HFTokenizer(p)
+    return Tokenizer(p)

@@ -7,6 +7,8 @@ from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
+from parallel.utils import is_tied
+
 
 def apply_fsdp(
     model: nn.Module,
@@ -22,7 +24,9 @@ def apply_fsdp(
     Each block is its own unit so only one block's full parameters live at a time; the embedding
     and the final norm+output are units of their own because they are the largest tensors of
     small-vocab-heavy models. The last unit is not resharded after forward: backward needs it
-    straight away. `cpu_offload` keeps the sharded parameters, gradients and optimizer state in
+    straight away. A tied embedding and output are one Parameter, which one unit must own: they
+    stay in the root unit (with the norm), which FSDP keeps unsharded from forward to backward.
+    `cpu_offload` keeps the sharded parameters, gradients and optimizer state in
     host memory (the optimizer step then runs on the CPU).
     """
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
@@ -30,11 +34,12 @@ def apply_fsdp(
     pin = mesh.device_type != "cpu"
     offload = CPUOffloadPolicy(pin_memory=pin) if cpu_offload else OffloadPolicy()
     kw = {"mesh": mesh, "mp_policy": mp, "offload_policy": offload}
-    if getattr(model, "tok_embeddings", None) is not None:
+    tied = is_tied(model)
+    if getattr(model, "tok_embeddings", None) is not None and not tied:
         fully_shard(model.tok_embeddings, reshard_after_forward=reshard_after_forward, **kw)
     for block in model.layers.values():
         fully_shard(block, reshard_after_forward=reshard_after_forward, **kw)
-    if getattr(model, "norm", None) is not None and getattr(model, "output", None) is not None:
+    if getattr(model, "norm", None) is not None and getattr(model, "output", None) is not None and not tied:
         fully_shard([model.norm, model.output], reshard_after_forward=False, **kw)
     fully_shard(model, reshard_after_forward=reshard_after_forward, **kw)
     return model

@@ -10,7 +10,9 @@ becomes a reduce-scatter, the all-gather before wq/w1 its pair (Korthikanti et a
 The embedding is split by vocabulary rows and hands a sequence-sharded stream to the first block;
 the output projection is split by vocabulary columns. With `loss_parallel` its logits stay
 vocab-sharded and the cross-entropy runs on the shards (`torch.distributed.tensor.parallel.
-loss_parallel`), so no rank ever materialises (tokens x 128K) logits.
+loss_parallel`), so no rank ever materialises (tokens x 128K) logits. Both split the (vocab, dim)
+matrix by rows (Shard(0)), so a tied embedding and output stay one DTensor: distributing each
+module makes a Parameter of its own, and the output is pointed back at the embedding's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from torch.distributed.tensor.parallel import (
     SequenceParallel,
     parallelize_module,
 )
+
+from parallel.utils import is_tied
 
 
 def check_tp(args, tp: int, seq_len: int) -> None:
@@ -49,6 +53,7 @@ def check_tp(args, tp: int, seq_len: int) -> None:
 def apply_tp(model: nn.Module, mesh: DeviceMesh, *, loss_parallel: bool = True) -> nn.Module:
     """Shard a `pretrain.model.Transformer` (or a pipeline stage of it) over the 1-D `mesh` in place."""
     top: dict[str, object] = {}
+    tied = is_tied(model)
     if getattr(model, "tok_embeddings", None) is not None:
         top["tok_embeddings"] = RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1))
     if getattr(model, "norm", None) is not None:
@@ -61,6 +66,8 @@ def apply_tp(model: nn.Module, mesh: DeviceMesh, *, loss_parallel: bool = True) 
         )
     if top:
         parallelize_module(model, mesh, top)
+    if tied:
+        model.output.weight = model.tok_embeddings.weight
     for block in model.layers.values():
         plan = {
             "attention_norm": SequenceParallel(),

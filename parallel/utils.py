@@ -1,4 +1,4 @@
-"""Grad-norm clipping and seeding that stay correct when parameters are DTensors."""
+"""Grad-norm clipping and seeding that stay correct when parameters are DTensors; tied weights."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
+
+
+def is_tied(model: torch.nn.Module) -> bool:
+    """Whether the output projection shares the embedding's Parameter (a tied model part)."""
+    emb, out = getattr(model, "tok_embeddings", None), getattr(model, "output", None)
+    return emb is not None and out is not None and out.weight is emb.weight
 
 
 @torch.no_grad()

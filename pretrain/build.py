@@ -32,6 +32,11 @@ FULL_INIT_MAX_PARAMS = 1_000_000_000
 def pipeline_split(args: ModelArgs, cfg: TrainConfig) -> tuple[int, list[list[int]]]:
     """(stages per rank, blocks of every stage) for the configured layout; raises on bad degrees."""
     p = cfg.parallel
+    if p.pp > 1 and args.tie_embeddings:
+        raise ValueError(
+            f"parallel.pp={p.pp} with model.tie_embeddings=true: the first and the last pipeline stage "
+            "would each need the tied embedding; use parallel.pp=1 (FSDP/TP shard it)"
+        )
     per_rank = stages_per_rank(p.pp_schedule, p.pp_stages_per_rank) if p.pp > 1 else 1
     split = split_layers(
         args.n_layers,
@@ -122,10 +127,11 @@ def init_model(
     for sid, part in zip(ids, parts, strict=True):
         if full_init:
             part.to(device)
+            part.tie_weights()  # a move may give the output a Parameter of its own
         else:
             part.to_empty(device=device)
             torch.manual_seed(init_seed(cfg.training.seed, dims, sid))
-            part.init_weights(buffer_device=device)
+            part.init_weights(buffer_device=device)  # re-ties first
             torch.manual_seed(cfg.training.seed)
 
     if not dims.pp_enabled:

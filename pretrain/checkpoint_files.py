@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
@@ -20,6 +20,9 @@ from pretrain import safe_dcp
 from pretrain.checkpoint import METADATA, complete_steps, latest_step, step_dir
 from pretrain.configs import ModelArgs, RopeScaling, get_model_config
 from pretrain.weight_shapes import describe_shape, expected_shapes, short_list
+
+if TYPE_CHECKING:
+    from data_pipeline.tokenizer import AnyTokenizer
 
 LLAMA3_BOS_ID = 128000
 """<|begin_of_text|> of Meta's Llama 3 tokenizer (used when the run's tokenizer is unknown)."""
@@ -189,32 +192,46 @@ class TokenInfo:
     bos_id: int = LLAMA3_BOS_ID
     eos_id: int = LLAMA3_EOS_ID
     tokenizer_file: Path | None = None
-    """The tiktoken ranks file of the run (None: Llama 3's or unknown)."""
+    """The tokenizer of the checkpoint (tiktoken ranks or HF tokenizer.json; None: Llama 3's or unknown)."""
 
 
 def run_token_info(step_dir: str | Path) -> TokenInfo:
-    """Bos/eos ids of the tokenizer the run's data was packed with (its manifest), else Llama 3's."""
-    run_dir = _run_dir_of(Path(step_dir))
-    info = TokenInfo()
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
-        return info
-    cfg = load_run_config(run_dir)
-    data = cfg.get("data", {}) or {}
-    if data.get("tokenizer"):
-        info.tokenizer_file = _find_relative(str(data.get("tokenizer")), run_dir)
-    packed = [data.get("path"), (cfg.get("validation", {}) or {}).get("path")]
-    for rel in packed:
-        found = _find_relative(str(rel), run_dir) if rel and rel != "???" else None
-        if found is not None and (found / "manifest.json").is_file():
-            try:
-                tok = json.loads((found / "manifest.json").read_text())["tokenizer"]
-                info.bos_id, info.eos_id = int(tok["bos_id"]), int(tok["eos_id"])
-                return info
-            except (ValueError, KeyError, TypeError):
-                continue
-    if info.tokenizer_file is not None:
-        from data_pipeline.tokenizer import Tokenizer
+    """The tokenizer of a checkpoint and its bos/eos ids.
 
-        tok = Tokenizer.from_file(info.tokenizer_file)
+    The tokenizer is the one saved in the step dir (`pretrain.export --from-hf` keeps the HF model's),
+    else the run's `data.tokenizer`; the ids come from the run's packed manifest, else from that
+    tokenizer, else they are Llama 3's.
+    """
+    from data_pipeline.tokenizer import find_tokenizer, load_tokenizer
+
+    step_dir = Path(step_dir)
+    info = TokenInfo(tokenizer_file=find_tokenizer(step_dir))
+    run_dir = _run_dir_of(step_dir)
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        cfg = load_run_config(run_dir)
+        data = cfg.get("data", {}) or {}
+        if info.tokenizer_file is None and data.get("tokenizer"):
+            info.tokenizer_file = _find_relative(str(data.get("tokenizer")), run_dir)
+        packed = [data.get("path"), (cfg.get("validation", {}) or {}).get("path")]
+        for rel in packed:
+            found = _find_relative(str(rel), run_dir) if rel and rel != "???" else None
+            if found is not None and (found / "manifest.json").is_file():
+                try:
+                    tok = json.loads((found / "manifest.json").read_text())["tokenizer"]
+                    info.bos_id, info.eos_id = int(tok["bos_id"]), int(tok["eos_id"])
+                    return info
+                except (ValueError, KeyError, TypeError):
+                    continue
+    if info.tokenizer_file is not None:
+        tok = load_tokenizer(info.tokenizer_file)
         info.bos_id, info.eos_id = tok.bos_id, tok.eos_id
     return info
+
+
+def check_vocab(tokenizer: AnyTokenizer, args: ModelArgs, hint: str) -> None:
+    """A tokenizer with more ids than the model's embedding rows is refused (ValueError, one line)."""
+    if tokenizer.n_vocab > args.vocab_size:
+        raise ValueError(
+            f"tokenizer {tokenizer.path} has {tokenizer.n_vocab} ids but the model's vocab_size is "
+            f"{args.vocab_size}; {hint}"
+        )

@@ -47,6 +47,8 @@ class ModelArgs:
     """Longest sequence the RoPE table is built for."""
     init_std: float = 0.02
     """Std of the truncated-normal init of the embedding and of the input projections."""
+    tie_embeddings: bool = False
+    """The output projection shares the embedding matrix (HF `tie_word_embeddings`); not pipelined."""
     attention: str = "auto"
     """Document-masked attention kernel: sdpa (dense mask), flex (FlexAttention block mask, GPU),
     auto (flex on CUDA, sdpa elsewhere). Same results; flex skips fully masked blocks."""
@@ -85,7 +87,7 @@ class ModelArgs:
         per_layer = attn + ffn + 2 * d
         total = self.n_layers * per_layer + d
         if embeddings:
-            total += 2 * self.vocab_size * d  # untied input embedding and output projection
+            total += (1 if self.tie_embeddings else 2) * self.vocab_size * d  # embedding (+ output)
         return total
 
     def flops_per_token(self, seq_len: int) -> int:

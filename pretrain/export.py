@@ -24,10 +24,12 @@ from typing import Any
 
 import torch
 
+from data_pipeline.tokenizer import AnyTokenizer, find_tokenizer, load_tokenizer
 from pretrain.checkpoint_files import (
     LLAMA3_BOS_ID,
     LLAMA3_EOS_ID,
     MODEL_ARGS_FILE,
+    check_vocab,
     checkpoint_model_args,
     load_model_state,
     model_args_to_dict,
@@ -113,12 +115,13 @@ def export_hf(
     dtype: torch.dtype | None = torch.float32,
     bos_token_id: int = LLAMA3_BOS_ID,
     eos_token_id: int = LLAMA3_EOS_ID,
-    tokenizer_file: Path | None = None,
+    tokenizer: AnyTokenizer | None = None,
     overwrite: bool = False,
 ) -> Path:
     """A complete HF directory at `out_dir`, written elsewhere and renamed into place.
 
-    `tokenizer_file` (the run's tiktoken ranks) is copied as `tokenizer.model` for `pretrain.generate`.
+    `tokenizer` (the run's) is saved beside the weights for `pretrain.generate`: a tiktoken one as
+    `tokenizer.model`, an HF one as `tokenizer.json` + `tokenizer_config.json`.
     """
     out = Path(out_dir)
     _check_out(out, overwrite)
@@ -132,16 +135,22 @@ def export_hf(
             eos_token_id=eos_token_id,
             generation_config=True,
         )
-        if tokenizer_file is not None:
-            shutil.copyfile(tokenizer_file, tmp / "tokenizer.model")
+        if tokenizer is not None:
+            tokenizer.save(tmp)
         _publish(tmp, out, overwrite)
     return out
 
 
 def save_model_checkpoint(
-    state_dict: dict[str, torch.Tensor], args: ModelArgs, out_dir: str | Path, *, overwrite: bool = False
+    state_dict: dict[str, torch.Tensor],
+    args: ModelArgs,
+    out_dir: str | Path,
+    *,
+    tokenizer: AnyTokenizer | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """A model-only DCP checkpoint (`{"model": state}`) plus `model_args.json`, atomically at `out_dir`."""
+    """A model-only DCP checkpoint (`{"model": state}`) plus `model_args.json` (and the model's
+    tokenizer, which export and generate then use), atomically at `out_dir`."""
     import torch.distributed.checkpoint as dcp
 
     out = Path(out_dir)
@@ -152,13 +161,15 @@ def save_model_checkpoint(
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.save({"model": state_dict}, checkpoint_id=str(ckpt), no_dist=True)
         (ckpt / MODEL_ARGS_FILE).write_text(json.dumps(model_args_to_dict(args), indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(ckpt)
         _publish(ckpt, out, overwrite)
     return out
 
 
 def _check_named(args: ModelArgs, hf_args: ModelArgs, name: str) -> None:
     fields = ("dim", "n_layers", "n_heads", "kv_heads", "vocab_size", "ffn_hidden_dim", "norm_eps")
-    fields += ("rope_theta", "rope_scaling")
+    fields += ("rope_theta", "rope_scaling", "tie_embeddings")
     diff = [
         f"{f}: HF {getattr(hf_args, f)}, model {getattr(args, f)}"
         for f in fields
@@ -179,7 +190,8 @@ def import_hf(
     """Convert an HF Llama directory into a model-only DCP checkpoint at `out_dir`; returns its ModelArgs.
 
     With `model` the named config (plus `overrides`) is the shape, checked against config.json and every
-    tensor; without it the shape is inferred from config.json.
+    tensor; without it the shape is inferred from config.json. The model's own tokenizer goes with it
+    (`hf_dir_tokenizer`).
     """
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
@@ -190,9 +202,27 @@ def import_hf(
         _check_named(args, hf_args, model)
     else:
         args = dataclasses.replace(hf_args, **(overrides or {})) if overrides else hf_args
+    tokenizer = hf_dir_tokenizer(hf_dir)
+    if tokenizer is not None:
+        check_vocab(tokenizer, args, f"{hf_dir} holds a tokenizer that does not fit its own model")
     state, _ = load_hf(hf_dir, args)
-    save_model_checkpoint(state, args, out_dir, overwrite=overwrite)
+    save_model_checkpoint(state, args, out_dir, tokenizer=tokenizer, overwrite=overwrite)
     return args
+
+
+def hf_dir_tokenizer(hf_dir: Path) -> AnyTokenizer | None:
+    """The tokenizer of an HF model directory: its `tokenizer.json`, else a tiktoken `tokenizer.model`
+    (as our exports hold). A SentencePiece `tokenizer.model` (Llama 2) is left behind with a warning."""
+    found = find_tokenizer(hf_dir)
+    if found is None:
+        return None
+    try:
+        return load_tokenizer(found)
+    except ValueError as e:
+        if found.name == "tokenizer.json":
+            raise
+        warnings.warn(f"{found}: not imported, not a tiktoken ranks file ({e})", stacklevel=2)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -252,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         args = checkpoint_model_args(step_dir)
         state = load_model_state(step_dir, args)
         tok = run_token_info(step_dir)
+        tokenizer = load_tokenizer(tok.tokenizer_file) if tok.tokenizer_file else None
+        if tokenizer is not None:
+            check_vocab(tokenizer, args, f"the checkpoint's tokenizer does not fit {step_dir}")
         export_hf(
             state,
             args,
@@ -259,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype=DTYPES[a.dtype],
             bos_token_id=tok.bos_id,
             eos_token_id=tok.eos_id,
-            tokenizer_file=tok.tokenizer_file,
+            tokenizer=tokenizer,
             overwrite=a.overwrite,
         )
         print(f"exported {step_dir} -> {a.out} {describe_shape(args)}")

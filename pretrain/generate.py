@@ -4,7 +4,9 @@
         [--temperature 0.8] [--top-p 0.9] [--top-k K] [--seed S] [--no-cache] [--tokenizer FILE]
 
 `--checkpoint` is a run dir, its checkpoints/ dir, a step dir (DCP; the shape comes from the run's
-config.yaml or the dir's model_args.json), or an HF directory written by `pretrain.export`.
+config.yaml or the dir's model_args.json), or an HF directory (`pretrain.export`'s or transformers').
+The tokenizer is `--tokenizer`, else the checkpoint's own: an HF dir's `tokenizer.json` (else its
+tiktoken `tokenizer.model`), a run's `data.tokenizer`, else Llama 3's.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def build_model(
         model = Transformer(args)
     state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
+    model.tie_weights()  # assign gave the output a Parameter of its own
     with torch.device(device):
         model.freqs_cis = precompute_freqs_cis(
             args.head_dim, args.max_seq_len, args.rope_theta, args.rope_scaling
@@ -139,6 +142,7 @@ def load_for_generation(
     path: str | Path, *, step: int | None = None
 ) -> tuple[dict[str, torch.Tensor], ModelArgs, Path | None]:
     """(state dict, ModelArgs, tokenizer file or None) of a DCP checkpoint/run or an HF export dir."""
+    from data_pipeline.tokenizer import find_tokenizer
     from pretrain import export
 
     p = Path(path)
@@ -146,8 +150,7 @@ def load_for_generation(
         if step is not None:
             raise ValueError(f"{p}: an HF directory holds one model; --step is for runs")
         state, args = export.load_hf(p)
-        tok = p / "tokenizer.model"
-        return state, args, tok if tok.is_file() else None
+        return state, args, find_tokenizer(p)
     step_dir = export.resolve_checkpoint(p, step)
     args = export.checkpoint_model_args(step_dir)
     state = export.load_model_state(step_dir, args)
@@ -165,22 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole prefix every token")
-    parser.add_argument("--tokenizer", help="tiktoken ranks file (default: the run's, else Llama 3's)")
+    parser.add_argument(
+        "--tokenizer", help="tiktoken ranks file or HF tokenizer.json/dir (default: the checkpoint's)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     a = parser.parse_args(argv)
 
-    from data_pipeline.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
+    from pretrain.checkpoint_files import check_vocab
     from pretrain.export import DTYPES
 
     try:
         state, args, tok_file = load_for_generation(a.checkpoint, step=a.step)
-        tok = Tokenizer.from_file(a.tokenizer or tok_file)
-        if tok.n_vocab > args.vocab_size:
-            raise ValueError(
-                f"tokenizer {tok.path} has {tok.n_vocab} ids but the model's vocab_size is "
-                f"{args.vocab_size}; pass the tokenizer the model was trained with (--tokenizer)"
-            )
+        tok = load_tokenizer(a.tokenizer or tok_file)
+        check_vocab(tok, args, "pass the tokenizer the model was trained with (--tokenizer)")
         model = build_model(state, args, device=a.device, dtype=DTYPES[a.dtype])
         prompt = tok.encode(a.prompt, bos=True)
         start = time.perf_counter()

@@ -4,6 +4,10 @@ Meta's RoPE rotates interleaved channel pairs (0,1), (2,3), ...; HF's `rotate_ha
 (i, i + head_dim/2). The two are the same model once the rows of wq and wk are permuted within
 each head, which is what `_permute_for_hf` does (and `_permute_from_hf` undoes).
 
+Tied embeddings map to `tie_word_embeddings` both ways: a tied model is written without
+`lm_head.weight` (as transformers saves one) and read back with the output sharing the embedding;
+an untied one keeps its own `lm_head.weight`, which must then be present.
+
 Nothing here unpickles: weights are read from safetensors only.
 """
 
@@ -42,8 +46,9 @@ def to_hf_state_dict(state_dict: dict[str, torch.Tensor], args: ModelArgs) -> di
     out = {
         "model.embed_tokens.weight": state_dict["tok_embeddings.weight"],
         "model.norm.weight": state_dict["norm.weight"],
-        "lm_head.weight": state_dict["output.weight"],
     }
+    if not args.tie_embeddings:
+        out["lm_head.weight"] = state_dict["output.weight"]
     for i in range(args.n_layers):
         for ours, theirs in _BLOCK_NAMES.items():
             w = state_dict[f"layers.{i}.{ours}"]
@@ -62,11 +67,11 @@ def _permute_from_hf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def _hf_names(args: ModelArgs) -> dict[str, str]:
-    """Our FQN -> HF name, for every weight of the model."""
+    """Our FQN -> HF name, for every weight of the model (a tied output reads the embedding)."""
     names = {
         "tok_embeddings.weight": "model.embed_tokens.weight",
         "norm.weight": "model.norm.weight",
-        "output.weight": "lm_head.weight",
+        "output.weight": "model.embed_tokens.weight" if args.tie_embeddings else "lm_head.weight",
     }
     for i in range(args.n_layers):
         for ours, theirs in _BLOCK_NAMES.items():
@@ -77,12 +82,12 @@ def _hf_names(args: ModelArgs) -> dict[str, str]:
 def from_hf_state_dict(hf_state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
     """HF LlamaForCausalLM state dict -> andes state dict (inverse of `to_hf_state_dict`).
 
-    Tied embeddings (no `lm_head.weight`) are untied into a copy; RoPE `inv_freq` buffers are ignored.
-    Missing, unexpected or wrongly shaped tensors are a ValueError naming them all.
+    A tied model's output is its embedding tensor (an `lm_head.weight` beside it is ignored, as
+    transformers does); RoPE `inv_freq` buffers are ignored. Missing, unexpected or wrongly shaped
+    tensors are a ValueError naming them all.
     """
-    hf_state = {k: v for k, v in hf_state.items() if not k.endswith("rotary_emb.inv_freq")}
-    if "lm_head.weight" not in hf_state and "model.embed_tokens.weight" in hf_state:
-        hf_state["lm_head.weight"] = hf_state["model.embed_tokens.weight"].clone()
+    ignored = ("rotary_emb.inv_freq", "lm_head.weight") if args.tie_embeddings else ("rotary_emb.inv_freq",)
+    hf_state = {k: v for k, v in hf_state.items() if not k.endswith(ignored)}
     names = _hf_names(args)
     shapes = expected_shapes(args)
     missing = sorted(theirs for theirs in names.values() if theirs not in hf_state)
@@ -141,7 +146,7 @@ def hf_config(args: ModelArgs, *, bos_token_id: int | None = None, eos_token_id:
         "rope_theta": args.rope_theta,
         "rope_scaling": rope if args.rope_scaling is not None else None,
         "rope_parameters": rope,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": args.tie_embeddings,
         "attention_bias": False,
         "mlp_bias": False,
         "bos_token_id": bos_token_id,
@@ -194,6 +199,14 @@ def _hf_number(cfg: dict[str, Any], key: str, kind: type, where: str, default: A
     if kind is int and (not (isinstance(value, int) or value.is_integer()) or value <= 0):
         raise ValueError(f"{where}: {key}={value!r} is not a positive integer")
     return kind(value)
+
+
+def _hf_bool(cfg: dict[str, Any], key: str, where: str) -> bool:
+    """`cfg[key]` as a bool; missing is False (LlamaConfig's default), anything but a bool a ValueError."""
+    value = cfg.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {key}={value!r} is not true or false")
+    return value
 
 
 def _hf_object(cfg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -264,6 +277,7 @@ def args_from_hf_config(cfg: dict[str, Any], *, source: str = "config.json") -> 
         rope_theta=rope_theta,
         rope_scaling=_hf_rope_scaling(cfg, where),
         max_seq_len=_hf_number(cfg, "max_position_embeddings", int, where, default=2048),
+        tie_embeddings=_hf_bool(cfg, "tie_word_embeddings", where),
     )
 
 

@@ -73,6 +73,8 @@ class ModelConfig:
     """RMSNorm epsilon."""
     init_std: float | None = ranged(None, gt=0)
     """Std of the truncated-normal weight init."""
+    tie_embeddings: bool | None = None
+    """The output projection shares the embedding matrix (HF tie_word_embeddings); not with pp > 1."""
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k != "name" and v is not None}
@@ -85,7 +87,8 @@ class DataConfig:
     seq_len: int = ranged(2048, ge=1)
     """Tokens per training sequence; must equal the shards' seq_len."""
     tokenizer: str | None = None
-    """Tokenizer the shards were packed with (tiktoken ranks file; None = Llama 3's), for sampling."""
+    """Tokenizer the shards were packed with (tiktoken ranks file, HF tokenizer.json or a directory
+    holding one; None = Llama 3's), for sampling; export and generate take it from here too."""
     shuffle: bool = True
     """Visit sequences in a seeded random order (a new permutation every epoch)."""
 

@@ -1,9 +1,14 @@
-"""Llama 3 transformer: GQA attention with RoPE, SwiGLU feed-forward, RMSNorm, untied output.
+"""Llama 3 transformer: GQA attention with RoPE, SwiGLU feed-forward, RMSNorm, output tied or not.
 
 Plain PyTorch with no parallelism inside: `parallel/` shards it from the outside. Blocks live in
 an `nn.ModuleDict` keyed by layer index, so a pipeline stage is made by deleting blocks and the
 parameter names (and hence checkpoints) stay the same in every layout. A module set to None
 (embedding, norm, output on middle pipeline stages) is skipped in `forward`.
+
+With `tie_embeddings` the output Linear holds the embedding's Parameter itself (as nanoGPT), so the
+state dict still names both `tok_embeddings.weight` and `output.weight` (one tensor) in every
+layout. Moving or sharding a module can give the two modules separate Parameters again (`to_empty`,
+DTensor distribution), so whoever does that calls `tie_weights` afterwards.
 """
 
 from __future__ import annotations
@@ -57,34 +62,41 @@ def apply_rotary_emb(
     return q_out.type_as(xq), k_out.type_as(xk)
 
 
-def document_mask_mod(doc_ids: torch.Tensor):
+def document_mask_mod(doc_ids: torch.Tensor, prefix_doc: int | None = None):
     """The one definition of document masking: query q sees key kv iff same document and kv <= q.
 
-    A FlexAttention `mask_mod`; `document_causal_mask` evaluates it densely for SDPA and
-    `create_block_mask` compiles it into a sparse block mask for `flex_attention`.
+    With `prefix_doc`, keys of that document are also seen by every later query of their row: one
+    prompt followed by several continuations, each scored as if it followed the prompt alone
+    (`pretrain.eval` scores all choices of a question in one row this way). A FlexAttention
+    `mask_mod`; `document_causal_mask` evaluates it densely for SDPA and `create_block_mask`
+    compiles it into a sparse block mask for `flex_attention`.
     """
 
     def mask_mod(b, h, q_idx, kv_idx):
-        return (doc_ids[b, q_idx] == doc_ids[b, kv_idx]) & (q_idx >= kv_idx)
+        visible = doc_ids[b, q_idx] == doc_ids[b, kv_idx]
+        if prefix_doc is not None:
+            visible = visible | (doc_ids[b, kv_idx] == prefix_doc)
+        return visible & (q_idx >= kv_idx)
 
     return mask_mod
 
 
-def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
+def document_causal_mask(doc_ids: torch.Tensor, prefix_doc: int | None = None) -> torch.Tensor:
     """Boolean (batch, 1, seq, seq) mask for SDPA: `document_mask_mod` at every (q, kv)."""
     batch, seq = doc_ids.shape
     b = torch.arange(batch, device=doc_ids.device).view(batch, 1, 1)
     q = torch.arange(seq, device=doc_ids.device).view(1, seq, 1)
     kv = torch.arange(seq, device=doc_ids.device).view(1, 1, seq)
-    return document_mask_mod(doc_ids)(b, None, q, kv).unsqueeze(1)
+    return document_mask_mod(doc_ids, prefix_doc)(b, None, q, kv).unsqueeze(1)
 
 
-def document_block_mask(doc_ids: torch.Tensor):
+def document_block_mask(doc_ids: torch.Tensor, prefix_doc: int | None = None):
     """FlexAttention BlockMask of `document_mask_mod` (GPU path: skips fully masked blocks)."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     batch, seq = doc_ids.shape
-    return create_block_mask(document_mask_mod(doc_ids), batch, None, seq, seq, device=doc_ids.device)
+    mask_mod = document_mask_mod(doc_ids, prefix_doc)
+    return create_block_mask(mask_mod, batch, None, seq, seq, device=doc_ids.device)
 
 
 @functools.cache
@@ -216,6 +228,12 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleDict({str(i): TransformerBlock(i, args) for i in range(args.n_layers)})
         self.norm: nn.RMSNorm | None = nn.RMSNorm(args.dim, eps=args.norm_eps)
         self.output: nn.Linear | None = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Make the output share the embedding's Parameter (with `tie_embeddings`; else nothing)."""
+        if self.args.tie_embeddings and self.tok_embeddings is not None and self.output is not None:
+            self.output.weight = self.tok_embeddings.weight
 
     def _freqs_cis(self) -> torch.Tensor:
         a = self.args
@@ -227,7 +245,9 @@ class Transformer(nn.Module):
         device = buffer_device if buffer_device is not None else self.freqs_cis.device
         with torch.device(device):
             self.freqs_cis = self._freqs_cis()
-        if self.tok_embeddings is not None:
+        self.tie_weights()
+        # A tied matrix is initialised once, as the output projection (as torchtitan's tied models).
+        if self.tok_embeddings is not None and not self.args.tie_embeddings:
             nn.init.normal_(self.tok_embeddings.weight)
         for block in self.layers.values():
             block.init_weights()
@@ -245,12 +265,18 @@ class Transformer(nn.Module):
         positions: torch.Tensor | None = None,
         caches: list[KVCache] | None = None,
         start_pos: int = 0,
+        prefix_doc: int | None = None,
+        logits_at: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) for token ids (or hidden states on later pipeline stages).
 
         `doc_ids` (batch, seq) marks which packed document each position belongs to; attention
         then stays within documents. None = one causal sequence per row. `positions` (batch, seq)
         are the RoPE positions (restarting at 0 in each document); None = 0, 1, 2, ... per row.
+        `prefix_doc`: a document id whose tokens every later token of the row also sees (a shared
+        prompt; see `document_mask_mod`). `logits_at` (row indices, position indices): only those
+        positions' logits, shape (n, vocab) — scoring reads few positions, and the output projection
+        is the largest matmul of a small model (not under tensor parallelism: rows are sharded).
         """
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
         # Not h: under sequence parallelism h holds 1/tp of the tokens, and a later pipeline stage
@@ -272,21 +298,25 @@ class Transformer(nn.Module):
             freqs_cis = self.freqs_cis[positions]
         else:
             freqs_cis = self.freqs_cis[start_pos : start_pos + seqlen]
-        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device, self.args.attention)
+        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device, self.args.attention, prefix_doc)
         for i, block in enumerate(self.layers.values()):
             h = block(h, freqs_cis, mask, caches[i] if caches is not None else None, start_pos)
         if self.norm is not None:
             h = self.norm(h)
-        return self.output(h) if self.output is not None else h
+        if self.output is None:
+            return h
+        return self.output(h if logits_at is None else h[logits_at])
 
     @staticmethod
-    def _mask(doc_ids, seqlen, start_pos, caches, device, backend: str):
+    def _mask(doc_ids, seqlen, start_pos, caches, device, backend: str, prefix_doc: int | None):
         if doc_ids is not None:
             if caches is not None:
                 raise ValueError("document masking is for training; decode one document at a time")
             if attention_backend(backend, device) == "flex":
-                return document_block_mask(doc_ids)
-            return document_causal_mask(doc_ids)
+                return document_block_mask(doc_ids, prefix_doc)
+            return document_causal_mask(doc_ids, prefix_doc)
+        if prefix_doc is not None:
+            raise ValueError("prefix_doc needs doc_ids (which tokens belong to the shared prefix)")
         if caches is not None and start_pos > 0 and seqlen > 1:
             # Chunked prefill: new queries see every cached key plus a causal block of their own.
             return torch.ones(seqlen, start_pos + seqlen, dtype=torch.bool, device=device).tril(start_pos)

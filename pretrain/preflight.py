@@ -15,13 +15,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from data_pipeline.tokenizer import Tokenizer
+from data_pipeline.tokenizer import AnyTokenizer, load_tokenizer
 from parallel.dims import ParallelDims
 from parallel.pipeline import check_microbatches
 from parallel.tensor_parallel import check_tp
 from pretrain import safe_dcp
 from pretrain.build import pipeline_split
 from pretrain.checkpoint import latest_step, require_complete, step_dir
+from pretrain.checkpoint_files import checkpoint_model_args
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import PackedDataset, check_batch_split
 from pretrain.job_config import ConfigError, TrainConfig
@@ -76,7 +77,7 @@ class RunData:
 
     train: PackedDataset
     val: PackedDataset | None
-    tokenizer: Tokenizer | None
+    tokenizer: AnyTokenizer | None
     """For sampling after training (training.sample_prompt)."""
 
 
@@ -103,7 +104,7 @@ def open_data(cfg: TrainConfig, args: ModelArgs) -> RunData:
             f"sequences in {train.path}"
         )
     val = _open(cfg.validation.path, cfg) if cfg.validation.path else None
-    if val is not None and val.tokenizer_info["sha256"] != tok["sha256"]:
+    if val is not None and _identity(val.tokenizer_info) != _identity(tok):
         raise ConfigError(
             f"validation.path={val.path} was packed with tokenizer {val.tokenizer_info['name']!r} "
             f"(sha256 {val.tokenizer_info['sha256'][:12]}), the training data {train.path} with "
@@ -112,18 +113,41 @@ def open_data(cfg: TrainConfig, args: ModelArgs) -> RunData:
     return RunData(train, val, sample_tokenizer(cfg, tok) if cfg.training.sample_prompt else None)
 
 
-def sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> Tokenizer:
+def _identity(tokenizer_info: dict) -> tuple[str, str]:
+    """What makes two tokenizers the same: kind and file hash (`read_manifest` fills in old kinds)."""
+    return tokenizer_info["kind"], tokenizer_info["sha256"]
+
+
+def sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> AnyTokenizer:
     """The tokenizer for sampling, which must be the one the data was packed with."""
     try:
-        tok = Tokenizer.from_file(cfg.data.tokenizer)
+        tok = load_tokenizer(cfg.data.tokenizer)
     except (ValueError, OSError) as e:
         raise ConfigError(f"data.tokenizer={cfg.data.tokenizer!r}: {e}") from None
-    if tok.sha256 != tokenizer_info["sha256"]:
+    if (tok.kind, tok.sha256) != _identity(tokenizer_info):
         raise ConfigError(
-            f"data.tokenizer={cfg.data.tokenizer!r} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
-            f"data was packed with ({tokenizer_info['name']!r}, sha256 {tokenizer_info['sha256'][:12]})"
+            f"data.tokenizer={cfg.data.tokenizer!r} ({tok.kind}, sha256 {tok.sha256[:12]}) is not the "
+            f"tokenizer the data was packed with ({tokenizer_info['name']!r}, "
+            f"{_identity(tokenizer_info)[0]}, sha256 {tokenizer_info['sha256'][:12]})"
         )
     return tok
+
+
+def check_initial_load(cfg: TrainConfig, args: ModelArgs) -> None:
+    """An untied checkpoint cannot start a tied model: its embedding and output would both load into
+    the one shared matrix, the last one read winning. (Tied into untied is fine: two equal copies.)"""
+    path = cfg.checkpoint.initial_load_path
+    if not path or not args.tie_embeddings:
+        return
+    try:
+        saved = checkpoint_model_args(path)
+    except (OSError, ValueError):
+        return  # shape unknown here; the load itself reports a missing or unreadable checkpoint
+    if not saved.tie_embeddings:
+        raise ConfigError(
+            f"checkpoint.initial_load_path={path} holds an untied model (its own output.weight) but "
+            "model.tie_embeddings=true; set model.tie_embeddings=false to continue it untied"
+        )
 
 
 def resume_step(cfg: TrainConfig) -> int | None:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.distributed.tensor.parallel import loss_parallel
 
-from data_pipeline.tokenizer import Tokenizer
+from data_pipeline.tokenizer import AnyTokenizer
 from parallel.dims import ParallelDims
 from parallel.utils import clip_grad_norm_, set_determinism
 from pretrain.build import DTYPES, build_optimizer, init_model
@@ -54,7 +54,15 @@ from pretrain.job_config import ConfigError, TrainConfig, check_config, compose_
 from pretrain.lr import apply_configured_schedule, build_lr_scheduler
 from pretrain.metrics import MetricsLogger, StepMetrics, memory_gib, peak_tflops
 from pretrain.model import Transformer
-from pretrain.preflight import RunData, check_layout, check_resume, model_args, open_data, resume_step
+from pretrain.preflight import (
+    RunData,
+    check_initial_load,
+    check_layout,
+    check_resume,
+    model_args,
+    open_data,
+    resume_step,
+)
 from pretrain.step import Pipeline, pipeline_train_step, train_step, validate
 
 
@@ -83,7 +91,7 @@ class Run:
     schedulers: list
     loader: StepLoader
     val_loader: StepLoader | None
-    tokenizer: Tokenizer | None
+    tokenizer: AnyTokenizer | None
     ckpt: Checkpointer
     logger: MetricsLogger
     hooks: StepHooks
@@ -142,7 +150,7 @@ def full_state_dict(parts: list[torch.nn.Module], dims: ParallelDims, rank: int)
     return {k: v for stage_state in gathered for k, v in stage_state.items()}
 
 
-def sample(state: dict | None, args: ModelArgs, cfg: TrainConfig, tok: Tokenizer) -> str | None:
+def sample(state: dict | None, args: ModelArgs, cfg: TrainConfig, tok: AnyTokenizer) -> str | None:
     """Continuation of training.sample_prompt from the gathered weights (on rank 0)."""
     if state is None:
         return None
@@ -165,6 +173,7 @@ def preflight(cfg: TrainConfig, world_size: int, rank: int) -> tuple[ParallelDim
     """Layout, data and resume checked before anything is built: (dims, data, resumed step)."""
     dims = check_layout(cfg, world_size)
     data = open_data(cfg, model_args(cfg))
+    check_initial_load(cfg, model_args(cfg))
     start = resume_step(cfg) or 0
     notes = check_resume(cfg, start) if start else []
     if rank == 0:

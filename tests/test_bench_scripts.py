@@ -27,3 +27,9 @@ def test_gpu_mfu_bench_smoke_runs_on_cpu():
 def test_bench_kmeans_smoke_runs():
     out = run_smoke("bench_kmeans.py")
     assert "| torch (kmeans.train) |" in out and "| inertia vs sklearn |" in out
+
+
+def test_bench_semantic_dedup_smoke_runs():
+    out = run_smoke("bench_semantic_dedup.py")
+    assert "| embed | 1 |" in out and "| removed by andes | removed by semhash |" in out
+    assert "| 2,000 | cluster |" in out

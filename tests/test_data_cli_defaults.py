@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from data_pipeline.annotate.stage import run_annotate
 from data_pipeline.classifier.embedding_training import train_embedding_classifier
 from data_pipeline.classifier.examples import labelled_examples
 from data_pipeline.classifier.scoring import threshold_for_top_fraction
@@ -41,6 +42,7 @@ from data_pipeline.config import (
 from data_pipeline.dedup.minhash import MinHashConfig
 from data_pipeline.dedup.run import run_dedup
 from data_pipeline.dedup.tasks import DedupConfig
+from data_pipeline.filters.llm import LLMScore
 from data_pipeline.filters.quality import QualityClassifier
 from data_pipeline.pack import pack, pack_chunks
 from data_pipeline.semantic.config import SemanticConfig
@@ -88,13 +90,13 @@ CLI: dict[str, dict[str, Field | Callable[[], Any]]] = {
         **_same_names(DedupStage, "url_column", "timestamp_column", "partitions", "rows_per_partition"),
         **_same_names(DedupStage, "encoder", "max_tokens", "embed_dtype", "eps", "eps_sweep", "clusters"),
         **_same_names(DedupStage, "docs_per_cluster", "keep", "kmeans_sample", "kmeans_iterations"),
-        **_same_names(DedupStage, "kmeans_backend"),
+        **_same_names(DedupStage, "kmeans_backend", "rounds"),
         "ngram": Field(DedupStage, "ngram_size"),
         "no_normalize": Field(DedupStage, "normalize", negate=True),
         "num_perm": lambda: DedupStage.bands * DedupStage.rows,  # --threshold's budget: the default's
     },
     "train-classifier": {
-        **_same_names(TrainClassifierOptions, "kind", "label_column", "positive_label", "seed"),
+        **_same_names(TrainClassifierOptions, "kind", "label_column", "positive_label", "threshold", "seed"),
         # fastText's or the embedding head's field, by --kind (same intervals in both).
         "epochs": Field(TrainClassifierOptions, "epochs", unset=True),
         "lr": Field(TrainClassifierOptions, "lr", unset=True),
@@ -108,6 +110,11 @@ CLI: dict[str, dict[str, Field | Callable[[], Any]]] = {
         **_shard_stage(FilterStage),
         **_same_names(QualityClassifier, "column", "positive_label", "threshold", "embeddings"),
         **_same_names(ClassifyOptions, "top_fraction", "sample", "seed"),
+    },
+    "annotate": {
+        **_shard_stage(FilterStage),
+        **_same_names(LLMScore, "prompt", "column", "max_doc_tokens", "batch_tokens", "device", "dtype"),
+        **_same_names(LLMScore, "threads"),
     },
     "run": {},
     "stats": {},
@@ -129,8 +136,8 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
     (
         train_classifier,
         TrainClassifierOptions,
-        ("label_column", "positive_label", "epochs", "lr", "word_ngrams", "dim", "min_count", "bucket")
-        + ("valid_fraction", "seed", "balance", "max_docs_per_class", "threads"),
+        ("label_column", "positive_label", "threshold", "epochs", "lr", "word_ngrams", "dim", "min_count")
+        + ("bucket", "valid_fraction", "seed", "balance", "max_docs_per_class", "threads"),
     ),
     (pack, PackStage, ("strategy", "shuffle", "val_fraction", "rows_per_shard", "seed")),
     (pack_chunks, PackStage, ("val_fraction", "rows_per_shard", "seed")),
@@ -147,7 +154,7 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
         SemanticConfig,
         DedupStage,
         ("max_tokens", "embed_dtype", "eps", "clusters", "docs_per_cluster", "keep", "seed")
-        + ("kmeans_sample", "kmeans_iterations", "kmeans_backend"),
+        + ("kmeans_sample", "kmeans_iterations", "kmeans_backend", "rounds"),
     ),
     (
         DedupConfig,
@@ -165,6 +172,7 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
         (
             "label_column",
             "positive_label",
+            "threshold",
             "valid_fraction",
             "seed",
             "balance",
@@ -175,12 +183,18 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
     (
         labelled_examples,
         TrainClassifierOptions,
-        ("label_column", "positive_label", "valid_fraction", "seed", "balance", "max_docs_per_class"),
+        ("label_column", "positive_label", "threshold", "valid_fraction", "seed", "balance")
+        + ("max_docs_per_class",),
     ),
     (threshold_for_top_fraction, ClassifyOptions, ("sample", "seed")),
     (threshold_for_top_fraction, QualityClassifier, ("positive_label",)),
     (run_classify, ClassifyOptions, ("top_fraction", "sample", "seed")),
     (run_classify, QualityClassifier, ("column", "positive_label", "threshold", "embeddings")),
+    (
+        run_annotate,
+        LLMScore,
+        ("prompt", "column", "max_doc_tokens", "batch_tokens", "device", "dtype", "threads"),
+    ),
 ]
 
 # Strings each numeric option's type is fed, to compare what it accepts with the field's interval.

@@ -190,10 +190,16 @@ def test_import_tied_embeddings_and_unexpected_keys(run, hf_dir, tmp_path):
     tensors = load_file(str(hf_dir / "model.safetensors"))
     tied = tmp_path / "tied"
     tied.mkdir()
-    shutil.copy(hf_dir / "config.json", tied / "config.json")
+    config = json.loads((hf_dir / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps(config))
     save_file({k: v for k, v in tensors.items() if k != "lm_head.weight"}, str(tied / "model.safetensors"))
-    state, _ = export.load_hf(tied)
-    assert torch.equal(state["output.weight"], state["tok_embeddings.weight"])
+    # Untied (the config says so): the output needs its own lm_head.weight, never a silent copy.
+    with pytest.raises(ValueError, match="missing lm_head.weight"):
+        export.load_hf(tied)
+    (tied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    state, args = export.load_hf(tied)
+    assert args.tie_embeddings
+    assert state["output.weight"] is state["tok_embeddings.weight"]
 
     save_file({**tensors, "model.extra.weight": torch.zeros(2)}, str(tied / "model.safetensors"))
     with pytest.raises(ValueError, match="unexpected model.extra.weight"):
@@ -221,7 +227,10 @@ def test_import_transformers_saved_model(tmp_path, tied):
     hf.save_pretrained(tmp_path / "hf")
     args = export.import_hf(tmp_path / "hf", tmp_path / "ckpt")
     assert (args.ffn_hidden_dim, args.kv_heads, args.norm_eps, args.max_seq_len) == (200, 2, 1e-6, 64)
+    assert args.tie_embeddings == tied
     state = load_model_state(tmp_path / "ckpt", export.checkpoint_model_args(tmp_path / "ckpt"))
+    # The tied matrix is stored under both names (one per module), equal; untied ones differ.
+    assert torch.equal(state["output.weight"], state["tok_embeddings.weight"]) == tied
     x = torch.randint(0, 128, (1, 50))
     with torch.no_grad():
         assert (build_model(state, args)(x) - hf(x).logits).abs().max().item() < 1e-4

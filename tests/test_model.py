@@ -177,6 +177,33 @@ def test_meta_init_is_deterministic():
     torch.testing.assert_close(m.freqs_cis, ref.freqs_cis)
 
 
+def test_tied_embeddings_are_one_parameter_through_meta_init_and_loading():
+    """tie_embeddings: the output uses the embedding Parameter itself, counted once, initialised once
+    (as the output: std dim**-0.5), and still one after `to_empty` and `load_state_dict(assign=True)`,
+    which each give the two modules Parameters of their own."""
+    from pretrain.generate import build_model
+
+    args = tiny(tie_embeddings=True)
+    model = build(args, seed=3)
+    assert model.output.weight is model.tok_embeddings.weight
+    assert sum(p.numel() for p in model.parameters()) == args.num_params() == tiny().num_params() - 97 * 64
+    assert abs(model.tok_embeddings.weight.std().item() - 64**-0.5) < 0.02
+    with torch.device("meta"):
+        meta = Transformer(args)
+    meta.to_empty(device="cpu")
+    torch.manual_seed(3)
+    meta.init_weights(buffer_device="cpu")
+    assert meta.output.weight is meta.tok_embeddings.weight
+    assert torch.equal(meta.output.weight, model.output.weight)
+    loaded = build_model({k: v.clone() for k, v in model.state_dict().items()}, args)
+    assert loaded.output.weight is loaded.tok_embeddings.weight
+    x = torch.randint(0, 97, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    untied = build(tiny())
+    assert untied.output.weight is not untied.tok_embeddings.weight
+
+
 def test_bad_config_errors():
     with pytest.raises(ValueError, match="unknown model 'llama3_9b'"):
         get_model_config("llama3_9b")

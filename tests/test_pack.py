@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def test_rows_are_the_concatenated_documents(corpus, tmp_path, tokenizer):
     assert manifest == read_manifest(out)
     assert manifest["format"] == PACKED_FORMAT
     assert manifest["tokenizer"] == {
+        "kind": "tiktoken",
         "name": "llama3",
         "sha256": tokenizer.sha256,
         "n_vocab": 128256,
@@ -277,6 +279,24 @@ def test_read_manifest_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_manifest(tmp_path / "manifest.json")
+
+
+def test_manifest_without_tokenizer_kind_reads_as_tiktoken(tmp_path):
+    """Manifests written before HF tokenizers could be packed name no `kind`: they were tiktoken."""
+    tokenizer = {
+        "name": "llama3",
+        "sha256": "0" * 64,
+        "n_vocab": 128256,
+        "bos_id": 0,
+        "eos_id": 1,
+        "pad_id": 2,
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": PACKED_FORMAT, "tokenizer": tokenizer}))
+    assert read_manifest(tmp_path)["tokenizer"] == {**tokenizer, "kind": "tiktoken"}
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"format": PACKED_FORMAT, "tokenizer": {**tokenizer, "kind": "hf"}})
+    )
+    assert read_manifest(tmp_path)["tokenizer"]["kind"] == "hf"
 
 
 def test_list_parquet(tmp_path):

@@ -26,7 +26,7 @@ from pretrain.train import full_state_dict
 SEQ, ROWS, MICRO, STEPS = 16, 8, 2, 3
 
 
-def tiny():
+def tiny(tie: bool = False):
     return get_model_config(
         "llama3_debug",
         dim=64,
@@ -36,6 +36,7 @@ def tiny():
         vocab_size=128,
         multiple_of=16,
         max_seq_len=64,
+        tie_embeddings=tie,
     )
 
 
@@ -97,19 +98,21 @@ def run_steps(parts, pipe, dims: ParallelDims, cfg: TrainConfig, rank: int = 0) 
     return losses, grads, None if state is None else {k: v.numpy() for k, v in state.items()}
 
 
-def _layout_worker(rank: int, world: int, parallel: dict) -> tuple[list[float], dict[str, np.ndarray]]:
+def _layout_worker(
+    rank: int, world: int, parallel: dict, tie: bool = False
+) -> tuple[list[float], dict[str, np.ndarray]]:
     cfg = config(**parallel)
     p = cfg.parallel
     dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world)
     dims.build_mesh("cpu")
-    parts, pipe = init_model(tiny(), dims, cfg, torch.device("cpu"), full_init=True)
+    parts, pipe = init_model(tiny(tie), dims, cfg, torch.device("cpu"), full_init=True)
     return run_steps(parts, pipe, dims, cfg, rank)
 
 
-def reference() -> tuple[list[float], dict[str, np.ndarray]]:
+def reference(tie: bool = False) -> tuple[list[float], dict[str, np.ndarray]]:
     cfg = config()
     dims = ParallelDims(dp_shard=1, world_size=1)
-    parts, pipe = init_model(tiny(), dims, cfg, torch.device("cpu"), full_init=True)
+    parts, pipe = init_model(tiny(tie), dims, cfg, torch.device("cpu"), full_init=True)
     assert pipe is None
     return run_steps(parts, pipe, dims, cfg)
 
@@ -177,6 +180,24 @@ DEFAULT = ("dp2xtp2", "tp2-ac-compile", "pp2-1F1B", "pp2-ZBVZeroBubble", "dp2xtp
 def test_layout_losses_and_every_gradient_equal_one_process(layout, ref):
     world, parallel = LAYOUTS[layout]
     check_equal(run_distributed(_layout_worker, world, parallel), ref)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize(
+    "layout",
+    ["dp2", pytest.param("tp2", marks=pytest.mark.slow), pytest.param("dp2xtp2", marks=pytest.mark.slow)],
+)
+def test_tied_embeddings_train_as_one_process(layout):
+    """A tied model (one matrix for embedding and output) in FSDP (the root unit owns the matrix) and
+    TP (both split it by vocabulary rows): the same losses, gradients and weights as one process, and
+    the matrix is still one after the steps."""
+    ref = reference(tie=True)
+    assert set(ref[1]) == set(reference()[1]) - {"output.weight"}  # one parameter, one gradient
+    world, parallel = LAYOUTS[layout]
+    results = run_distributed(_layout_worker, world, parallel, True)
+    check_equal(results, ref)
+    state = results[0][2]
+    np.testing.assert_array_equal(state["output.weight"], state["tok_embeddings.weight"])
 
 
 def test_split_balances_and_explicit_counts():
@@ -255,6 +276,7 @@ def test_torchrun_3d_metrics_equal_single_process(packed_data, tmp_path):
         (("parallel.pp=2", "parallel.pp_layers_per_stage=[1,2]"), "pp_layers_per_stage"),
         (("parallel.pp=2", "parallel.dp_shard=4", "training.micro_batch_size=2"), "at least parallel.pp=2"),
         (("parallel.cp=2",), "parallel.cp=2"),
+        (("parallel.pp=2", "model.tie_embeddings=true"), "model.tie_embeddings=true"),
     ],
 )
 def test_bad_layouts_fail_before_any_process_group(packed_data, tmp_path, monkeypatch, overrides, message):

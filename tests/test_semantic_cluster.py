@@ -357,3 +357,20 @@ def test_sample_indices_are_seeded_sorted_and_distinct():
     np.testing.assert_array_equal(a, km.sample_indices(10_000, 500, seed=1))
     assert not np.array_equal(a, km.sample_indices(10_000, 500, seed=2))
     np.testing.assert_array_equal(km.sample_indices(7, 500, seed=1), np.arange(7))
+
+
+@pytest.mark.parametrize("policy", ["hard", "first"])
+def test_inactive_members_are_as_if_absent(policy):
+    """A member left out for one eps (removed in an earlier round) is neither kept nor removed there,
+    and the others' decisions equal a run without it."""
+    x, keys, dists = planted_cluster(300, 32, seed=11)
+    rng = np.random.default_rng(5)
+    eps = [0.05, 0.2]
+    active = rng.random((len(keys), 2)) < 0.7
+    out = cl.dedup_cluster_sweep(x, keys, dists, eps, policy=policy, block=64, active=active)
+    for i, e in enumerate(eps):
+        on = active[:, i]
+        alone = cl.dedup_cluster(x[on], keys[on], dists[on], e, policy=policy)
+        assert out[e].removed.any() and not out[e].removed[~on].any() and np.isnan(out[e].max_sim[~on]).all()
+        np.testing.assert_array_equal(out[e].removed[on], alone.removed)
+        np.testing.assert_array_equal(out[e].max_sim[on], alone.max_sim)

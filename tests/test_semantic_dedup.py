@@ -27,7 +27,7 @@ from tiny_encoders import WORDS, make_bert
 from data_pipeline.cli import main
 from data_pipeline.dedup.clusters import doc_key
 
-STAGES = ["embed", "fit", "assign", "cluster", "remove"]
+STAGES = ["embed", "fit", "assign", "cluster", "assign-2", "cluster-2", "remove"]
 
 
 @pytest.fixture(scope="module")
@@ -89,24 +89,28 @@ def _embeddings(out: Path, shards: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(keys, dtype=np.uint64), np.stack(vectors)
 
 
-def reference_removed(keys: np.ndarray, x: np.ndarray, centroids: np.ndarray, eps: float) -> dict[int, float]:
-    """{key: max cosine to an earlier kept member} of every removed document: all pairs, float64."""
+def reference_removed(
+    keys: np.ndarray, x: np.ndarray, rounds: list[np.ndarray], eps: float
+) -> dict[int, float]:
+    """{key: max cosine to an earlier kept member} of every removed document: all pairs of each
+    cluster in float64, round after round on the survivors, each round with its own centroids."""
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    c = centroids.astype(np.float64) / np.linalg.norm(centroids.astype(np.float64), axis=1, keepdims=True)
-    cos = x @ c.T
-    label = cos.argmax(axis=1)
-    dist = 1 - cos[np.arange(len(x)), label]
-    removed = {}
-    for k in np.unique(label):
-        members = np.flatnonzero(label == k)
-        order = members[np.lexsort((keys[members], -dist[members]))]  # hard: farthest first
-        kept: list[int] = []
-        for i in order:
-            sims = [float(x[i] @ x[j]) for j in kept]
-            if sims and max(sims) >= 1 - eps:
-                removed[int(keys[i])] = max(sims)
-            else:
-                kept.append(i)
+    removed: dict[int, float] = {}
+    for centroids in rounds:
+        alive = np.array([int(k) not in removed for k in keys])
+        c = centroids.astype(np.float64)
+        cos = x @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T
+        label, dist = cos.argmax(axis=1), 1 - cos.max(axis=1)
+        for k in np.unique(label[alive]):
+            members = np.flatnonzero((label == k) & alive)
+            order = members[np.lexsort((keys[members], -dist[members]))]  # hard: farthest first
+            kept: list[int] = []
+            for i in order:
+                sims = [float(x[i] @ x[j]) for j in kept]
+                if sims and max(sims) >= 1 - eps:
+                    removed[int(keys[i])] = max(sims)
+                else:
+                    kept.append(i)
     return removed
 
 
@@ -116,7 +120,12 @@ def test_decisions_equal_brute_force_reference(tmp_path, encoder):
     assert main(dedup_args(tmp_path / "in", out, encoder, "--annotate")) == 0
     shards = sorted((tmp_path / "in").glob("*.parquet"))
     keys, x = _embeddings(out, shards)
-    expected = reference_removed(keys, x, np.load(out / ".dedup" / "fit" / "centroids.npy"), 0.05)
+    fit = out / ".dedup" / "fit"
+    expected = reference_removed(
+        keys, x, [np.load(fit / "centroids.npy"), np.load(fit / "centroids-2.npy")], 0.05
+    )
+    report = json.loads((out / "dedup_report.json").read_text())
+    assert report["removed_per_round"][1] > 0  # the second clustering found pairs the first split
     table = annotated(out)
     got = {}
     for i, shard in enumerate(shards):

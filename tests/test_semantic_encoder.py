@@ -233,7 +233,7 @@ def test_missing_package_names_the_extra(monkeypatch):
         default_encoder_dir()
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ImportError, match=r"pip install andes\[semantic\]"):
-        enc_mod._transformers()
+        enc_mod.import_transformers()
 
 
 # ---------------------------------------------------------------- embed one shard

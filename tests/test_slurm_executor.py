@@ -620,7 +620,7 @@ def test_semantic_dedup_slurm_matches_local(slurm_cluster, tmp_path):  # noqa: F
     assert main([*common, "--output", str(local)]) == 0
     _andes(slurm_cluster, *common, "--output", str(remote), "--executor", "slurm", "--tasks", "2")
     jobs = _last_submission(remote)
-    stages = ["embed", "fit", "assign", "cluster", "remove", "stats"]
+    stages = ["embed", "fit", "assign", "cluster", "assign-2", "cluster-2", "remove", "stats"]
     assert list(jobs) == [f"andes-dedup-{s}" for s in stages]
     assert _wait_all(slurm_cluster, jobs) == dict.fromkeys(jobs, "COMPLETED")
     visible = {k: v for k, v in _parquet_bytes(remote).items() if not k.startswith(".dedup")}

@@ -76,6 +76,7 @@ def train_embedding_classifier(
     labelled: Sequence[Path | str] | None = None,
     label_column: str = _DATA.label_column,
     positive_label: Any = _DATA.positive_label,
+    threshold: float | None = _DATA.threshold,
     output: Path | str,
     head: str = _HEAD.head,
     hidden: int = _HEAD.hidden,
@@ -103,6 +104,7 @@ def train_embedding_classifier(
     options |= {"batch_size": batch_size}
     check_fields(_HEAD, {**options, "max_tokens": max_tokens}, "")
     limits = {"valid_fraction": valid_fraction, "max_docs_per_class": max_docs_per_class, "threads": threads}
+    limits["threshold"] = threshold
     check_fields(_DATA, limits, "")
     path = Path(encoder).expanduser().resolve() if encoder is not None else None
     model_encoder = load_encoder(path, max_tokens=max_tokens, threads=threads)
@@ -112,6 +114,7 @@ def train_embedding_classifier(
         labelled=labelled,
         label_column=label_column,
         positive_label=positive_label,
+        threshold=threshold,
         valid_fraction=valid_fraction,
         seed=seed,
         balance=balance,

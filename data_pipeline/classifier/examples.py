@@ -53,11 +53,23 @@ def _read_texts(paths: Sequence[Path | str], what: str) -> list[str]:
     return texts
 
 
-def _label_mask(file: Path, array: pa.Array, positive_label: Any, label_column: str, row: int) -> list[bool]:
-    """Which rows of a label column equal `positive_label` (cast to the column's type)."""
+def _label_mask(
+    file: Path, array: pa.Array, label_column: str, row: int, positive_label: Any, threshold: float | None
+) -> list[bool]:
+    """Which rows of a label column are positive: `>= threshold`, else `== positive_label` (cast to
+    the column's type)."""
     if array.null_count:
         bad = row + array.is_null().to_pylist().index(True)
         raise ValueError(f"{file}: row {bad}: column '{label_column}' is null")
+    if threshold is not None:
+        if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+            raise ValueError(
+                f"{file}: column '{label_column}' is {array.type}; --threshold needs numeric labels"
+            )
+        if pa.types.is_floating(array.type) and pc.any(pc.is_nan(array)).as_py():
+            bad = row + pc.is_nan(array).to_pylist().index(True)
+            raise ValueError(f"{file}: row {bad}: column '{label_column}' is NaN")
+        return pc.greater_equal(array, pa.scalar(float(threshold))).to_pylist()
     try:
         wanted = pa.scalar(positive_label).cast(array.type)
     except (pa.ArrowException, ValueError) as e:
@@ -69,9 +81,10 @@ def _label_mask(file: Path, array: pa.Array, positive_label: Any, label_column: 
 
 
 def _read_labelled(
-    paths: Sequence[Path | str], label_column: str, positive_label: Any
+    paths: Sequence[Path | str], label_column: str, positive_label: Any, threshold: float | None
 ) -> tuple[list[str], list[str]]:
-    """(positive texts, negative texts) from files with a text column and a two-valued label column."""
+    """(positive texts, negative texts) from files with a text column and a label column: two-valued,
+    or any numbers split at `threshold`."""
     positives: list[str] = []
     negatives: list[str] = []
     values: set[Any] = set()
@@ -81,21 +94,24 @@ def _read_labelled(
             for batch in iter_batches(file, ["text", label_column]):
                 texts = check_string_column(file, batch, "text", row)
                 labels = batch.column(label_column)
-                mask = _label_mask(file, labels, positive_label, label_column, row)
-                values.update(labels.unique().to_pylist())
+                mask = _label_mask(file, labels, label_column, row, positive_label, threshold)
+                if threshold is None:
+                    values.update(labels.unique().to_pylist())
                 if len(values) > 2:
                     raise ValueError(
                         f"{file}: column '{label_column}' has more than two values "
-                        f"({sorted(map(str, values))[:10]}); a binary classifier needs two"
+                        f"({sorted(map(str, values))[:10]}); a binary classifier needs two "
+                        "(or give --threshold for numeric labels)"
                     )
                 for text, is_positive in zip(texts, mask, strict=True):
                     (positives if is_positive else negatives).append(text)
                 row += batch.num_rows
-    for what, texts, op in (("positive", positives, "=="), ("negative", negatives, "!=")):
+    rule = f"== {positive_label!r}" if threshold is None else f">= {threshold:g}"
+    for what, texts, op in (("positive", positives, ""), ("negative", negatives, "not ")):
         if not texts:
+            found = f"; values found: {sorted(map(str, values))}" if threshold is None else ""
             raise ValueError(
-                f"labelled input: no {what} documents (no row has {label_column} {op} {positive_label!r}; "
-                f"values found: {sorted(map(str, values))})"
+                f"labelled input: no {what} documents (no row has {op}{label_column} {rule}{found})"
             )
     return positives, negatives
 
@@ -106,12 +122,13 @@ def _read_classes(
     labelled: Sequence[Path | str] | None,
     label_column: str,
     positive_label: Any,
+    threshold: float | None,
 ) -> tuple[list[str], list[str]]:
     """(positive texts, negative texts) from positive/negative inputs, or from labelled ones."""
     if labelled is not None:
         if positive is not None or negative is not None:
             raise ValueError("give either positive/negative inputs or labelled inputs, not both")
-        return _read_labelled(labelled, label_column, positive_label)
+        return _read_labelled(labelled, label_column, positive_label, threshold)
     if positive is None or negative is None:
         raise ValueError("both positive and negative inputs are needed (or labelled inputs)")
     return _read_texts(positive, "positive"), _read_texts(negative, "negative")
@@ -189,13 +206,11 @@ def _describe_inputs(
     labelled: Sequence[Path | str] | None,
     label_column: str,
     positive_label: Any,
+    threshold: float | None,
 ) -> dict[str, Any]:
     if labelled is not None:
-        return {
-            "labelled": [str(p) for p in labelled],
-            "label_column": label_column,
-            "positive": positive_label,
-        }
+        rule = {"positive": positive_label} if threshold is None else {"threshold": threshold}
+        return {"labelled": [str(p) for p in labelled], "label_column": label_column, **rule}
     return {"positive": [str(p) for p in positive or []], "negative": [str(p) for p in negative or []]}
 
 
@@ -206,6 +221,7 @@ def labelled_examples(
     labelled: Sequence[Path | str] | None = None,
     label_column: str = _DEFAULTS.label_column,
     positive_label: Any = _DEFAULTS.positive_label,
+    threshold: float | None = _DEFAULTS.threshold,
     valid_fraction: float = _DEFAULTS.valid_fraction,
     seed: int = _DEFAULTS.seed,
     balance: bool = _DEFAULTS.balance,
@@ -214,14 +230,17 @@ def labelled_examples(
     """Read `hq` (positive) and `cc` documents, drop empty ones, balance them and split off a held-out set.
 
     Input is either `positive` and `negative` Parquet paths (dirs, files or globs) or `labelled` ones
-    whose `label_column` equals `positive_label` (cast to the column's type) for positive documents.
+    whose `label_column` equals `positive_label` (cast to the column's type) for positive documents,
+    or, with `threshold`, is a number at least `threshold` (an LLM's 0-5 score: `andes-data annotate`).
     One seeded generator draws the balancing and then the shuffle, so a seed fixes both.
     """
-    pos_texts, neg_texts = _read_classes(positive, negative, labelled, label_column, positive_label)
+    pos_texts, neg_texts = _read_classes(
+        positive, negative, labelled, label_column, positive_label, threshold
+    )
     classes = {POSITIVE: pos_texts, NEGATIVE: neg_texts}
     counts: dict[str, Any] = {}
     rng = np.random.default_rng(seed)
     _balance(classes, counts, rng, balance, max_docs_per_class)
     train, valid = _split(classes, counts, rng, valid_fraction, seed)
-    inputs = _describe_inputs(positive, negative, labelled, label_column, positive_label)
+    inputs = _describe_inputs(positive, negative, labelled, label_column, positive_label, threshold)
     return Examples(train, valid, counts, inputs)

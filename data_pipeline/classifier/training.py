@@ -113,6 +113,7 @@ def train_classifier(
     labelled: Sequence[Path | str] | None = None,
     label_column: str = _DEFAULTS.label_column,
     positive_label: Any = _DEFAULTS.positive_label,
+    threshold: float | None = _DEFAULTS.threshold,
     output: Path | str,
     epochs: int = _DEFAULTS.epochs,
     lr: float = _DEFAULTS.lr,
@@ -130,19 +131,22 @@ def train_classifier(
     """Train a binary `hq`-vs-`cc` fastText classifier; save it atomically with a `<model>.json` record.
 
     Input is either `positive` and `negative` Parquet paths (dirs, files or globs) or `labelled` ones
-    whose `label_column` equals `positive_label` (cast to the column's type) for positive documents.
-    Returns the record: counts, hyperparameters and held-out precision/recall/F1 at 0.5 and ROC AUC.
+    whose `label_column` equals `positive_label` (cast to the column's type), or with `threshold` is
+    at least `threshold`, for positive documents. Returns the record: counts, hyperparameters and
+    held-out precision/recall/F1 at 0.5 and ROC AUC.
     Training is bit-for-bit repeatable with `threads=1`; with more threads fastText's lock-free SGD is not.
     """
     numbers = {"epochs": epochs, "word_ngrams": word_ngrams, "dim": dim, "bucket": bucket}
     numbers |= {"min_count": min_count, "max_docs_per_class": max_docs_per_class, "threads": threads}
-    check_fields(TrainClassifierOptions, {**numbers, "lr": lr, "valid_fraction": valid_fraction}, "")
+    numbers |= {"lr": lr, "valid_fraction": valid_fraction, "threshold": threshold}
+    check_fields(TrainClassifierOptions, numbers, "")
     data = labelled_examples(
         positive,
         negative,
         labelled=labelled,
         label_column=label_column,
         positive_label=positive_label,
+        threshold=threshold,
         valid_fraction=valid_fraction,
         seed=seed,
         balance=balance,

@@ -83,7 +83,8 @@ def add_pack_parser(add: AddCommand) -> None:
         PackStage,
         "tokenizer",
         type=Path,
-        help="tiktoken ranks file (default: the Llama 3 model shipped in llama-models)",
+        help="tiktoken ranks file, HF tokenizer.json or a directory holding one "
+        "(default: the Llama 3 model shipped in llama-models)",
     )
     config_option(sub, "--val-fraction", PackStage, "val_fraction")
     config_option(sub, "--rows-per-shard", PackStage, "rows_per_shard")
@@ -97,12 +98,12 @@ def add_pack_parser(add: AddCommand) -> None:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from data_pipeline.pack import pack
-    from data_pipeline.tokenizer import Tokenizer
+    from data_pipeline.tokenizer import load_tokenizer
 
     weights = None
     if args.weights:
         weights = [float(w) for w in args.weights.split(",")]
-    tokenizer = Tokenizer.from_file(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
     manifest = pack(
         args.input,
         args.output,
@@ -151,7 +152,9 @@ def add_train_classifier_parser(add: AddCommand) -> None:
     ):
         sub.add_argument(flag, action="append", default=[], help=what)
     config_option(sub, "--label-column", TrainClassifierOptions, "label_column")
-    config_option(sub, "--positive-label", TrainClassifierOptions, "positive_label")
+    rule = sub.add_mutually_exclusive_group()
+    config_option(rule, "--positive-label", TrainClassifierOptions, "positive_label")
+    config_option(rule, "--threshold", TrainClassifierOptions, "threshold")
     sub.add_argument("--output", required=True, type=Path, help="model file to write (e.g. quality.bin)")
     # Their default depends on --kind: None here, the kind's field when the trainer is called.
     for name, what in (("epochs", "training epochs"), ("lr", "learning rate")):
@@ -192,6 +195,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
         "labelled": args.labelled or None,
         "label_column": args.label_column,
         "positive_label": args.positive_label,
+        "threshold": args.threshold,
         "output": args.output,
         "valid_fraction": args.valid_fraction,
         "seed": args.seed,

@@ -114,7 +114,7 @@ def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     base = _task_command(args)
     paths: dict[str, Path] = {}
-    if command in ("filter", "classify"):
+    if command in ("filter", "classify", "annotate"):
         output = args.output
         jobs = slurm.sharded_jobs(base, list_parquet(args.input), output, opts)
         paths["--input"] = Path(args.input)
@@ -148,7 +148,7 @@ def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
         jobs = slurm.single_jobs(base, opts)
     given = getattr(args, "input", None)
     reads = [*(given if isinstance(given, list) else [given]), paths.get("input")]
-    reads += [getattr(args, name, None) for name in ("model", "tokenizer", "embeddings")]
+    reads += [getattr(args, name, None) for name in ("model", "tokenizer", "embeddings", "prompt")]
     check_io(reads, [output], getattr(args, "allow_incomplete", False))  # as each task will, but now
     slurm_dir = opts.logs or output.with_name(output.name + slurm.SLURM_DIR_SUFFIX)
     paths.update({"--output": output, "--slurm-logs": slurm_dir, "the working directory": Path.cwd()})

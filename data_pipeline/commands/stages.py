@@ -218,6 +218,7 @@ def _semantic_options(sub: argparse.ArgumentParser) -> None:
     config_option(group, "--kmeans-sample", DedupStage, "kmeans_sample")
     config_option(group, "--kmeans-iterations", DedupStage, "kmeans_iterations")
     config_option(group, "--kmeans-backend", DedupStage, "kmeans_backend")
+    config_option(group, "--rounds", DedupStage, "rounds")
 
 
 _SEMANTIC_FIELDS = (
@@ -232,6 +233,7 @@ _SEMANTIC_FIELDS = (
     "kmeans_sample",
     "kmeans_iterations",
     "kmeans_backend",
+    "rounds",
 )
 
 

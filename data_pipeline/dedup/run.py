@@ -385,10 +385,11 @@ def print_dedup_summary(summary: dict, out_dir: Path) -> None:
 def stage_units(cfg: DedupConfig, shards: int, partitions: int) -> list[tuple[str, int, str]]:
     """(stage, units, unit kind) of a run over `shards` input shards with `partitions` partitions."""
     if cfg.method == "semantic":
-        from data_pipeline.semantic.stages import STAGE_NAMES, UNIT_KINDS
+        from data_pipeline.semantic.stages import stage_names, unit_kind
 
         counts = {"shard": shards, "partition": partitions}
-        return [(name, counts.get(UNIT_KINDS[name], 1), UNIT_KINDS[name]) for name in STAGE_NAMES]
+        names = stage_names(cfg.semantic.rounds)
+        return [(name, counts.get(unit_kind(name), 1), unit_kind(name)) for name in names]
     merges = [(f"merge-{r}", len(tasks), "merge") for r, tasks in enumerate(reduction_rounds(partitions))]
     return [
         ("hash", shards, "shard"),

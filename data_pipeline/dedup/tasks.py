@@ -128,6 +128,7 @@ class DedupConfig:
                 kmeans_sample=o["kmeans_sample"],
                 kmeans_iterations=o["kmeans_iterations"],
                 kmeans_backend=o["kmeans_backend"],
+                rounds=o["rounds"],
             )
         return cls(
             method=o["method"],
@@ -153,7 +154,7 @@ class DedupConfig:
 def _encoder_dir(path: str | None) -> str:
     """The encoder directory, resolved (None or '': the shipped all-MiniLM-L6-v2)."""
     if not path:
-        from data_pipeline.semantic.encoder import default_encoder_dir
+        from data_pipeline.semantic.config import default_encoder_dir
 
         return str(default_encoder_dir())
     return str(Path(path).expanduser().resolve())

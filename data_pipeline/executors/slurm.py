@@ -165,7 +165,7 @@ def _stats_job(argv: list[str], about: str) -> Job:
 
 
 def sharded_jobs(base: TaskCommand, shards: Sequence[Path], out_dir: Path, opts: SlurmOptions) -> list[Job]:
-    """filter / classify: one array over the shards, then the stats job."""
+    """filter / annotate / classify: one array over the shards, then the stats job."""
     from data_pipeline.shard import read_marker
 
     n = opts.array_tasks(len(shards))

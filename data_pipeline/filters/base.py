@@ -11,6 +11,7 @@ implements `apply(doc)`, returning a drop reason or None.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -21,6 +22,9 @@ from data_pipeline.config import check_value, param
 from data_pipeline.document import Doc
 
 STEPS: dict[str, type[Step]] = {}
+# Columns the executor owns: a step writing one would overwrite the documents themselves.
+RESERVED_COLUMNS = frozenset({"text", "id", "url", "drop_reason"})
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 S = TypeVar("S", bound="type[Step]")
 
@@ -92,6 +96,14 @@ def check_number(
         raise ValueError(f"{name}={value!r}: expected {'an integer' if integer else 'a number'} or None")
     if value < lo or (hi is not None and value > hi):
         raise ValueError(f"{name}={value!r}: must be in [{lo}, {'inf' if hi is None else hi}]")
+
+
+def check_column_name(name: str, value: Any) -> None:
+    """Refuse an annotation column name that is not an identifier or that names a document column."""
+    if not isinstance(value, str) or not _COLUMN_NAME.fullmatch(value):
+        raise ValueError(f"{name}={value!r}: expected a name of letters, digits and '_'")
+    if value in RESERVED_COLUMNS:
+        raise ValueError(f"{name}={value!r} would overwrite a document column")
 
 
 def build_step(name: str, params: Mapping[str, Any] | None = None) -> Step:

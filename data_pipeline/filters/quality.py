@@ -14,7 +14,6 @@ from the file; an embedding classifier reuses embeddings semantic dedup stored, 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,7 @@ import pyarrow as pa
 
 from data_pipeline.classifier.scoring import POSITIVE, label_name, load_scorer
 from data_pipeline.document import Doc
-from data_pipeline.filters.base import Step, check_number, param, register
-
-# Columns the executor owns: a step writing one would overwrite the documents themselves.
-_RESERVED_COLUMNS = frozenset({"text", "id", "url", "drop_reason"})
-_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from data_pipeline.filters.base import Step, check_column_name, check_number, param, register
 
 
 @register
@@ -64,10 +59,7 @@ class QualityClassifier(Step):
             raise ValueError(f"embeddings {self.embeddings}: no such directory")
         if not isinstance(self.positive_label, str) or not label_name(self.positive_label):
             raise ValueError(f"positive_label={self.positive_label!r}: expected a label name such as 'hq'")
-        if not isinstance(self.column, str) or not _COLUMN_NAME.fullmatch(self.column):
-            raise ValueError(f"column={self.column!r}: expected a name of letters, digits and '_'")
-        if self.column in _RESERVED_COLUMNS:
-            raise ValueError(f"column={self.column!r} would overwrite a document column")
+        check_column_name("column", self.column)
         check_number("threshold", self.threshold, 0.0, 1.0)
         if self.batch_size is None:
             raise ValueError("batch_size=None: expected a positive integer")

@@ -134,13 +134,15 @@ def _earlier_kept(
     return best, arg
 
 
-def _block_greedy(s: np.ndarray, earlier: np.ndarray, prev_best: np.ndarray, thr: float) -> np.ndarray:
+def _block_greedy(
+    s: np.ndarray, earlier: np.ndarray, prev_best: np.ndarray, thr: float, active: np.ndarray
+) -> np.ndarray:
     """Kept flags of one block's rows, in order, given their best cosine to earlier blocks' kept rows.
 
     `earlier` is the strict lower triangle (row j, column i < j). Only rows with an in-block earlier
     neighbour >= thr need the sequential decision; the others are kept iff no earlier block's kept
-    member reaches thr."""
-    kept = prev_best < thr
+    member reaches thr. Inactive rows are never kept (nor counted as removed by the caller)."""
+    kept = (prev_best < thr) & active
     near = (s >= thr) & earlier
     for j in np.flatnonzero(near.any(axis=1) & kept):
         if (near[j, :j] & kept[:j]).any():
@@ -156,9 +158,10 @@ def _in_block_best(s: np.ndarray, earlier: np.ndarray, kept: np.ndarray) -> tupl
 
 
 def _sweep_sorted(
-    x: _Rows, thresholds: Sequence[float], block: int
+    x: _Rows, thresholds: Sequence[float], block: int, active: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy over the rows `x`, already in priority order, one column per threshold.
+    """Greedy over the rows `x`, already in priority order, one column per threshold; `active` (n, E)
+    says which rows take part for each threshold.
 
     Returns kept (n, E) bool, best cosine to an earlier kept row (n, E) float64 (-inf if none) and
     its sorted position (n, E) int64 (-1 if none)."""
@@ -172,7 +175,7 @@ def _sweep_sorted(
         s = _sim(xb, xb)
         earlier = np.tri(len(xb), len(xb), -1, dtype=bool)
         for e, thr in enumerate(thresholds):
-            k = _block_greedy(s, earlier, pb[:, e], thr)
+            k = _block_greedy(s, earlier, pb[:, e], thr, active[b0 : b0 + len(xb), e])
             v, j = _in_block_best(s, earlier, k)
             inside = v > pb[:, e]  # strict: on ties the earlier block's member wins
             best[b0 : b0 + len(xb), e] = np.where(inside, v, pb[:, e])
@@ -190,27 +193,34 @@ def dedup_cluster_sweep(
     policy: Policy = DEFAULT_POLICY,
     block: int = DEFAULT_BLOCK,
     seed: int = 0,
+    active: np.ndarray | None = None,
 ) -> dict[float, ClusterResult]:
     """One cluster's decisions for every eps in one pass: {eps: ClusterResult}, each exact.
 
     `embeddings` (float16/32 rows), `keys` (unique document keys) and `dists` (cosine distance to
-    the centroid, from kmeans.assign) describe the same members in the same order."""
+    the centroid, from kmeans.assign) describe the same members in the same order. `active` (n, E
+    bool, default all) leaves members out for some eps: a member already removed under that eps
+    (an earlier round) is neither kept nor removed again, as if it were not in the cluster."""
     if block < 1:
         raise ValueError("block must be >= 1")
     n = len(keys)
     if len(embeddings) != n or len(dists) != n:
         raise ValueError("embeddings, keys and dists must have one row per member")
+    act = np.ones((n, len(eps)), dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    if act.shape != (n, len(eps)):
+        raise ValueError(f"active must have shape {(n, len(eps))}, got {act.shape}")
     order = priority_order(keys, dists, policy, seed)
     emb = np.asarray(embeddings)
     x = _Rows(emb[order])
-    kept, best, arg = _sweep_sorted(x, [1.0 - float(e) for e in eps], block)
+    act = act[order]
+    kept, best, arg = _sweep_sorted(x, [1.0 - float(e) for e in eps], block, act)
     out = {}
     for e_idx, e in enumerate(eps):
         removed = np.zeros(n, dtype=bool)
         max_sim = np.full(n, np.nan, dtype=np.float32)
         dup = np.full(n, -1, dtype=np.int64)
-        has = arg[:, e_idx] >= 0
-        removed[order] = ~kept[:, e_idx]
+        has = (arg[:, e_idx] >= 0) & act[:, e_idx]
+        removed[order] = act[:, e_idx] & ~kept[:, e_idx]
         max_sim[order[has]] = best[has, e_idx]
         dup[order[has]] = order[arg[has, e_idx]]
         out[float(e)] = ClusterResult(removed, max_sim, dup, order)
@@ -226,7 +236,11 @@ def dedup_cluster(
     policy: Policy = DEFAULT_POLICY,
     block: int = DEFAULT_BLOCK,
     seed: int = 0,
+    active: np.ndarray | None = None,
 ) -> ClusterResult:
     """One cluster's decisions for one eps: remove a member if cosine >= 1 - eps to an earlier kept one."""
-    out = dedup_cluster_sweep(embeddings, keys, dists, [eps], policy=policy, block=block, seed=seed)
+    act = None if active is None else np.asarray(active, dtype=bool).reshape(-1, 1)
+    out = dedup_cluster_sweep(
+        embeddings, keys, dists, [eps], policy=policy, block=block, seed=seed, active=act
+    )
     return out[float(eps)]

