@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from parallel.activation_checkpoint import MODES as AC_MODES
+from pretrain.eval.scorer import ScoreOptions
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -88,7 +89,7 @@ class DataConfig:
     """Tokens per training sequence; must equal the shards' seq_len."""
     tokenizer: str | None = None
     """Tokenizer the shards were packed with (tiktoken ranks file, HF tokenizer.json or a directory
-    holding one; None = Llama 3's), for sampling; export and generate take it from here too."""
+    holding one; None = Llama 3's), for sampling and eval.tasks; export and generate take it from here too."""
     shuffle: bool = True
     """Visit sequences in a seeded random order (a new permutation every epoch)."""
 
@@ -101,6 +102,21 @@ class ValidationConfig:
     """Run validation every this many steps (and after the last step)."""
     steps: int = ranged(4, ge=1)
     """Global batches per validation run (fewer if the set is smaller)."""
+
+
+@dataclass
+class EvalConfig:
+    """OLMES multiple-choice tasks scored during training (docs/evaluation.md, "In the training loop")."""
+
+    tasks: list[str] = field(default_factory=list)
+    """`task` or `task:variant` names (`python -m pretrain.eval --list`); empty = no evaluation.
+    Needs the run's tokenizer: data.tokenizer must be the one the data was packed with."""
+    interval: int = ranged(500, ge=1)
+    """Evaluate every this many steps (and after the last step)."""
+    limit: int | None = ranged(100, ge=1)
+    """Documents per task (the first by doc_id, the same ones every time); None = the whole task file."""
+    batch_tokens: int = ranged(ScoreOptions.batch_tokens, ge=1)
+    """Padded tokens per evaluation forward (rows x longest row)."""
 
 
 @dataclass
@@ -299,6 +315,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     lr: LRConfig = field(default_factory=LRConfig)

@@ -40,6 +40,8 @@ class StepMetrics:
     skipped_steps: int | None = None
     """Non-finite steps skipped so far in this run."""
     loss_spike: bool | None = None
+    evaluation: dict[str, float] | None = None
+    """In-loop evaluation (eval.tasks), written as its own keys: `eval/<task>/<metric>`, `eval/seconds`."""
 
     def record(self) -> dict:
         """The JSON object: non-finite numbers become null; optional keys only when set."""
@@ -48,7 +50,8 @@ class StepMetrics:
             value = getattr(self, f.name)
             if value is None and f.default is None:
                 continue
-            out[f.name] = _finite_or_none(value) if isinstance(value, float) else value
+            items = value.items() if isinstance(value, dict) else [(f.name, value)]
+            out.update((k, _finite_or_none(v) if isinstance(v, float) else v) for k, v in items)
         return out
 
 

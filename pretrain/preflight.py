@@ -25,6 +25,7 @@ from pretrain.checkpoint import latest_step, require_complete, step_dir
 from pretrain.checkpoint_files import checkpoint_model_args
 from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import PackedDataset, check_batch_split
+from pretrain.eval.tasks import resolve_task
 from pretrain.job_config import ConfigError, TrainConfig
 
 SCHEDULE_KEYS = ("optim.", "lr.", "training.steps")
@@ -78,7 +79,7 @@ class RunData:
     train: PackedDataset
     val: PackedDataset | None
     tokenizer: AnyTokenizer | None
-    """For sampling after training (training.sample_prompt)."""
+    """For sampling after training (training.sample_prompt) and in-loop evaluation (eval.tasks)."""
 
 
 def _open(path: str, cfg: TrainConfig) -> PackedDataset:
@@ -110,7 +111,8 @@ def open_data(cfg: TrainConfig, args: ModelArgs) -> RunData:
             f"(sha256 {val.tokenizer_info['sha256'][:12]}), the training data {train.path} with "
             f"{tok['name']!r} (sha256 {tok['sha256'][:12]}): pack both with the same tokenizer"
         )
-    return RunData(train, val, sample_tokenizer(cfg, tok) if cfg.training.sample_prompt else None)
+    needs_text = cfg.training.sample_prompt or cfg.eval.tasks
+    return RunData(train, val, run_tokenizer(cfg, tok) if needs_text else None)
 
 
 def _identity(tokenizer_info: dict) -> tuple[str, str]:
@@ -118,19 +120,30 @@ def _identity(tokenizer_info: dict) -> tuple[str, str]:
     return tokenizer_info["kind"], tokenizer_info["sha256"]
 
 
-def sample_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> AnyTokenizer:
-    """The tokenizer for sampling, which must be the one the data was packed with."""
+def run_tokenizer(cfg: TrainConfig, tokenizer_info: dict) -> AnyTokenizer:
+    """The tokenizer for sampling and evaluation, which must be the one the data was packed with."""
+    needs = {"training.sample_prompt": cfg.training.sample_prompt, "eval.tasks": cfg.eval.tasks}
+    why = f" ({' and '.join(k for k, v in needs.items() if v)} needs the run's tokenizer)"
     try:
         tok = load_tokenizer(cfg.data.tokenizer)
     except (ValueError, OSError) as e:
-        raise ConfigError(f"data.tokenizer={cfg.data.tokenizer!r}: {e}") from None
+        raise ConfigError(f"data.tokenizer={cfg.data.tokenizer!r}: {e}{why}") from None
     if (tok.kind, tok.sha256) != _identity(tokenizer_info):
         raise ConfigError(
             f"data.tokenizer={cfg.data.tokenizer!r} ({tok.kind}, sha256 {tok.sha256[:12]}) is not the "
             f"tokenizer the data was packed with ({tokenizer_info['name']!r}, "
-            f"{_identity(tokenizer_info)[0]}, sha256 {tokenizer_info['sha256'][:12]})"
+            f"{_identity(tokenizer_info)[0]}, sha256 {tokenizer_info['sha256'][:12]}){why}"
         )
     return tok
+
+
+def check_eval_tasks(cfg: TrainConfig) -> None:
+    """Every eval.tasks entry names an installed task and variant (before step 1, not at step 500)."""
+    for spec in cfg.eval.tasks:
+        try:
+            resolve_task(spec)
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"eval.tasks: {e}") from None
 
 
 def check_initial_load(cfg: TrainConfig, args: ModelArgs) -> None:

@@ -34,6 +34,7 @@ from pretrain.build import DTYPES, build_optimizer, init_model
 from pretrain.checkpoint import Checkpointer
 from pretrain.configs import ModelArgs
 from pretrain.data import StepLoader
+from pretrain.eval.in_loop import eval_due, evaluate_in_loop, metric_keys, summary_line
 from pretrain.fault import (
     EXIT_CONFIG,
     EXIT_ERROR,
@@ -49,13 +50,12 @@ from pretrain.fault import (
     step_hooks,
     write_exit_record,
 )
-from pretrain.generate import generate
 from pretrain.job_config import ConfigError, TrainConfig, check_config, compose_config, typed_config
 from pretrain.lr import apply_configured_schedule, build_lr_scheduler
 from pretrain.metrics import MetricsLogger, StepMetrics, memory_gib, peak_tflops
-from pretrain.model import Transformer
 from pretrain.preflight import (
     RunData,
+    check_eval_tasks,
     check_initial_load,
     check_layout,
     check_resume,
@@ -63,6 +63,7 @@ from pretrain.preflight import (
     open_data,
     resume_step,
 )
+from pretrain.sampling import full_state_dict, sample
 from pretrain.step import Pipeline, pipeline_train_step, train_step, validate
 
 
@@ -72,6 +73,8 @@ class TrainResult:
 
     losses: list[float] = field(default_factory=list)
     val_losses: dict[int, float] = field(default_factory=dict)
+    evals: dict[int, dict[str, float]] = field(default_factory=dict)
+    """metrics.jsonl's `eval/...` keys of every evaluated step."""
     sample: str | None = None
 
 
@@ -129,49 +132,10 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world_size, device
 
 
-def full_state_dict(parts: list[torch.nn.Module], dims: ParallelDims, rank: int) -> dict | None:
-    """The whole model's unsharded state on rank 0 (None elsewhere), from every layout."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    # Without a pipeline only rank 0 needs the tensors; with one, the first rank of every pipeline
-    # stage's data/tensor group keeps them to send them on to rank 0.
-    options = StateDictOptions(full_state_dict=True, cpu_offload=not dims.pp_enabled)
-    state: dict = {}
-    for part in parts:
-        state.update(get_model_state_dict(part, options=options))
-    if not dims.pp_enabled:
-        return state if rank == 0 else None
-    if any(dims.local_rank(d) for d in ("dp_replicate", "dp_shard", "tp")):
-        return None
-    gathered = [None] * dims.pp if dims.local_rank("pp") == 0 else None
-    dist.gather_object({k: v.cpu() for k, v in state.items()}, gathered, group_dst=0, group=dims.pp_group())
-    if gathered is None:
-        return None
-    return {k: v for stage_state in gathered for k, v in stage_state.items()}
-
-
-def sample(state: dict | None, args: ModelArgs, cfg: TrainConfig, tok: AnyTokenizer) -> str | None:
-    """Continuation of training.sample_prompt from the gathered weights (on rank 0)."""
-    if state is None:
-        return None
-    plain = Transformer(args)
-    plain.load_state_dict(state)
-    t = cfg.training
-    ids = generate(
-        plain.eval(),
-        tok.encode(t.sample_prompt, bos=True),
-        t.sample_tokens,
-        temperature=t.sample_temperature,
-        top_k=t.sample_top_k,
-        stop_ids=(tok.eos_id,),
-        seed=t.seed,
-    )
-    return t.sample_prompt + tok.decode([i for i in ids if i != tok.eos_id])
-
-
 def preflight(cfg: TrainConfig, world_size: int, rank: int) -> tuple[ParallelDims, RunData, int]:
     """Layout, data and resume checked before anything is built: (dims, data, resumed step)."""
     dims = check_layout(cfg, world_size)
+    check_eval_tasks(cfg)
     data = open_data(cfg, model_args(cfg))
     check_initial_load(cfg, model_args(cfg))
     start = resume_step(cfg) or 0
@@ -351,6 +315,18 @@ def step_metrics(run: Run, step: int, out: StepOutcome, window: Window, elapsed:
     )
 
 
+def evaluate_tasks(run: Run, step: int, watchdog: Watchdog) -> dict[str, float] | None:
+    """eval.tasks scored on the training parts when due (all ranks): the metrics keys, else None."""
+    cfg = run.cfg
+    if not eval_due(cfg.eval, step, step == cfg.training.steps):
+        return None
+    watchdog.pause(cfg.training.first_step_timeout_s)  # evaluation is not a hung step
+    results, seconds = evaluate_in_loop(run.parts, run.dims, run.device, cfg, run.tokenizer, run.autocast)
+    if run.rank == 0:
+        print(summary_line(step, results, seconds), flush=True)
+    return metric_keys(results, seconds)
+
+
 def checkpoint_or_stop(run: Run, step: int, last: bool, signals: StopSignals, watchdog: Watchdog) -> None:
     """Save when due; on SIGTERM/SIGUSR1 (agreed by all ranks) save now and stop with exit 3."""
     t = run.cfg.training
@@ -371,7 +347,7 @@ def checkpoint_or_stop(run: Run, step: int, last: bool, signals: StopSignals, wa
 
 
 def train_loop(run: Run) -> TrainResult:
-    """Steps start+1 .. training.steps: update, validate, log, checkpoint or stop."""
+    """Steps start+1 .. training.steps: update, validate, evaluate, log, checkpoint or stop."""
     cfg, t = run.cfg, run.cfg.training
     result = TrainResult()
     signals = StopSignals()
@@ -388,7 +364,7 @@ def train_loop(run: Run) -> TrainResult:
             window.steps += 1
             window.data_wait += data_wait
             last = step == t.steps
-            elapsed = time.perf_counter() - window.start  # before validation: it is not training time
+            elapsed = time.perf_counter() - window.start  # before validation and evaluation
             val_loss = None
             if run.val_loader is not None and (step % cfg.validation.interval == 0 or last):
                 val_loss = validate(
@@ -396,16 +372,22 @@ def train_loop(run: Run) -> TrainResult:
                     run.autocast, run.loss_ctx,
                 )  # fmt: skip
                 result.val_losses[step] = val_loss
-            if step % cfg.metrics.log_interval == 0 or step == run.start + 1 or last or val_loss is not None:
+            evals = evaluate_tasks(run, step, watchdog)
+            if evals is not None:
+                result.evals[step] = evals
+            # A line at every validation and evaluation: their time stays out of the next window, and
+            # their keys share the step's line, which a resume's truncation drops with it.
+            logged = val_loss is not None or evals is not None
+            if step % cfg.metrics.log_interval == 0 or step == run.start + 1 or last or logged:
                 metrics = step_metrics(run, step, out, window, elapsed)
-                metrics.val_loss = val_loss
+                metrics.val_loss, metrics.evaluation = val_loss, evals
                 run.logger.log(metrics)
                 window = Window()
             checkpoint_or_stop(run, step, last, signals, watchdog)
     finally:
         watchdog.close()
         signals.restore()
-    if run.tokenizer is not None:
+    if t.sample_prompt:  # the tokenizer may be there for evaluation only
         result.sample = sample(full_state_dict(run.parts, run.dims, run.rank), run.args, cfg, run.tokenizer)
         if run.rank == 0:
             print(f"sample: {result.sample}", flush=True)

@@ -33,3 +33,13 @@ def test_bench_semantic_dedup_smoke_runs():
     out = run_smoke("bench_semantic_dedup.py")
     assert "| embed | 1 |" in out and "| removed by andes | removed by semhash |" in out
     assert "| 2,000 | cluster |" in out
+
+
+def test_bench_eval_smoke_runs():
+    out = run_smoke("bench_eval.py")
+    assert "| hellaswag | 8 |" in out and "speedup" in out
+
+
+def test_bench_annotate_smoke_runs():
+    out = run_smoke("bench_annotate.py")
+    assert "| random Llama |" in out and "Projected cost of 500,000 labels" in out

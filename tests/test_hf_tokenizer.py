@@ -258,6 +258,14 @@ def test_pack_train_export_generate_with_hf_tokenizer(hf_dir, docs, tmp_path, ca
     auto = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert auto("To be, or")["input_ids"] == tok.encode("To be, or", bos=True)
     assert _generate(tmp_path / "hf", capsys)[:2] == (0, from_run)
+    # Evaluation with the HF tokenizer: the run's (from its checkpoint) and the export's own agree.
+    from pretrain.eval.__main__ import main as eval_main
+
+    flags = ["--tasks", "piqa", "--limit", "3", "--no-progress"]
+    assert eval_main(["--checkpoint", str(run), *flags, "--out", str(tmp_path / "run.json")]) == 0
+    assert eval_main(["--hf", str(tmp_path / "hf"), *flags, "--out", str(tmp_path / "hf.json")]) == 0
+    scores = [json.loads((tmp_path / f).read_text())["tasks"]["piqa"] for f in ("run.json", "hf.json")]
+    assert scores[0]["n"] == 3 and scores[0]["bpb"] == pytest.approx(scores[1]["bpb"], rel=1e-4)
 
 
 def test_hf_tokenizer_mismatches_are_one_line(hf_dir, docs, tmp_path, capsys):

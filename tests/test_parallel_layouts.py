@@ -20,8 +20,8 @@ from pretrain.build import build_optimizer, init_model
 from pretrain.configs import get_model_config
 from pretrain.data import Batch
 from pretrain.job_config import TrainConfig
+from pretrain.sampling import full_state_dict
 from pretrain.step import pipeline_train_step, train_step
-from pretrain.train import full_state_dict
 
 SEQ, ROWS, MICRO, STEPS = 16, 8, 2, 3
 

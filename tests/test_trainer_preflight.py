@@ -40,6 +40,10 @@ def _main_error(capsys, argv: list[str]) -> str:
         ("parallel.activation_checkpoint=ful", "expected one of none, full"),
         ("checkpoint.keep_last=-1", "checkpoint.keep_last=-1 must be >= 0"),
         ("slurm.rdzv_port=70000", "slurm.rdzv_port=70000 must be <= 65535"),
+        ("eval.tasks=[arc_easy,hellaswg]", "eval.tasks: unknown task 'hellaswg'; did you mean hellaswag"),
+        ("eval.tasks=[piqa:rc_9shot]", "eval.tasks: task 'piqa' has no variant 'rc_9shot'"),
+        ("eval.limit=0", "eval.limit=0 must be >= 1"),
+        ("eval.tasks=[piqa]", "not the tokenizer the data was packed with ('synthetic', tiktoken"),
     ],
 )
 def test_bad_config_is_one_line_and_exit_2(packed_data, tmp_path, capsys, monkeypatch, override, message):
