@@ -148,9 +148,13 @@ def save_model_checkpoint(
     *,
     tokenizer: AnyTokenizer | None = None,
     overwrite: bool = False,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """A model-only DCP checkpoint (`{"model": state}`) plus `model_args.json` (and the model's
-    tokenizer, which export and generate then use), atomically at `out_dir`."""
+    tokenizer, which export and generate then use), atomically at `out_dir`.
+
+    `extra_files` (name -> text) go beside them in the same rename, e.g. `pretrain.average`'s record.
+    """
     import torch.distributed.checkpoint as dcp
 
     out = Path(out_dir)
@@ -161,6 +165,8 @@ def save_model_checkpoint(
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.save({"model": state_dict}, checkpoint_id=str(ckpt), no_dist=True)
         (ckpt / MODEL_ARGS_FILE).write_text(json.dumps(model_args_to_dict(args), indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (ckpt / name).write_text(text)
         if tokenizer is not None:
             tokenizer.save(ckpt)
         _publish(ckpt, out, overwrite)
