@@ -3,14 +3,18 @@
 `run_distributed(fn, world, *args)` starts `world` processes on gloo, calls `fn(rank, world, *args)`
 in each and returns their results in rank order. A worker that fails makes the call raise with
 its traceback instead of leaving the test waiting; workers meet at a barrier before tearing gloo
-down (a rank leaving early made its peers abort).
+down (a rank leaving early made its peers abort), and after it, on files, so that no process exits
+while a peer is still tearing down (one CI run saw a rank abort, "terminate called without an
+active exception", at that moment).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -26,6 +30,17 @@ def _entry(rank: int, world: int, store: str, queue, fn: Callable, args: tuple) 
         dist.barrier()
     finally:
         dist.destroy_process_group()
+        _leave_together(store, rank, world)
+
+
+def _leave_together(store: str, rank: int, world: int, timeout: float = 60.0) -> None:
+    """Wait, without gloo, until every rank has torn its process group down (or `timeout` passed)."""
+    Path(f"{store}.left-{rank}").touch()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(Path(f"{store}.left-{r}").exists() for r in range(world)):
+            return
+        time.sleep(0.01)
 
 
 def run_distributed(fn: Callable, world: int, *args, timeout: float = 900) -> list:
