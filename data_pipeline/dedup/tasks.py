@@ -192,6 +192,14 @@ def read_forest(path: Path, lo: int | None = None, hi: int | None = None) -> tup
     )
 
 
+def binary_rows(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size binary column as (n, width) uint8 rows, without copying where it is one chunk."""
+    column = column.combine_chunks()
+    width = column.type.byte_width
+    data = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+    return data[column.offset * width : (column.offset + len(column)) * width].reshape(len(column), width)
+
+
 def _arrow(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
     if pa.types.is_fixed_size_binary(dtype):  # (n, width) uint8 rows
         data = np.ascontiguousarray(values, dtype=np.uint8)
@@ -397,11 +405,7 @@ class BucketTask:
         threshold = self.cfg.verify_threshold
         if threshold is None:
             return candidate_edges(hashes, keys)
-        column = table.column("sketch").combine_chunks()
-        width = column.type.byte_width
-        sketches = np.frombuffer(column.buffers()[1], dtype=np.uint8)[
-            column.offset * width : (column.offset + len(column)) * width
-        ].reshape(len(column), width)
+        sketches = binary_rows(table.column("sketch"))
         num_perm = self.cfg.minhash.num_perm
         return verified_edges(
             hashes, keys, lambda a, b: sketch_jaccard(sketches[a], sketches[b], num_perm) >= threshold

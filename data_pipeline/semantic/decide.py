@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_pipeline.dedup.tasks import binary_rows
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step
 from data_pipeline.io import atomic_write_parquet
@@ -50,9 +51,13 @@ DECISION_SCHEMA = pa.schema(
 _DECISION_ROW_GROUP = 1 << 16  # readers take one shard's key range, pruned by row group
 
 
+def round_name(name: str, r: int) -> str:
+    """A per-round stage or directory name: `name` for round 0, `name-<r+1>` after."""
+    return name if r == 0 else f"{name}-{r + 1}"
+
+
 def round_path(work: Path, name: str, r: int) -> Path:
-    """`work/name` for round 0, `work/name-<r+1>` after (stage names follow the same rule)."""
-    return work / (name if r == 0 else f"{name}-{r + 1}")
+    return work / round_name(name, r)
 
 
 def read_decisions(work: Path, r: int, partitions: int, shard_index: int) -> pa.Table:
@@ -61,13 +66,6 @@ def read_decisions(work: Path, r: int, partitions: int, shard_index: int) -> pa.
     lo, hi = shard_index << 32, (shard_index + 1) << 32
     table = pq.ParquetDataset(files, filters=[("key", ">=", lo), ("key", "<", hi)], schema=DECISION_SCHEMA)
     return table.read().sort_by("key")
-
-
-def _vectors(table: pa.Table) -> np.ndarray:
-    column = table.column("embedding").combine_chunks()
-    width = column.type.byte_width
-    raw = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * width :][: len(column) * width]
-    return raw.view(np.float16).reshape(len(column), width // 2)
 
 
 def _bits(flags: np.ndarray) -> np.ndarray:
@@ -99,7 +97,10 @@ class ClusterTask:
         from data_pipeline.semantic.cluster import dedup_cluster_sweep
 
         keys, clusters = table.column("key").to_numpy(), table.column("cluster").to_numpy()
-        dists, vectors = table.column("dist").to_numpy(), _vectors(table)
+        dists, vectors = (
+            table.column("dist").to_numpy(),
+            binary_rows(table.column("embedding")).view(np.float16),
+        )
         eps = self.cfg.eps_values()
         active = unbits(table.column("active_eps").to_numpy(), len(eps))
         n = len(keys)

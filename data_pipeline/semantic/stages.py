@@ -20,7 +20,8 @@ from typing import Any
 
 from data_pipeline.dedup.clusters import split_key
 from data_pipeline.dedup.run import Plan, Stage, read_row
-from data_pipeline.semantic.decide import ClusterTask, SemanticMark, read_summaries, round_path
+from data_pipeline.guard import DEDUP_WORK_DIR
+from data_pipeline.semantic.decide import ClusterTask, SemanticMark, read_summaries, round_name, round_path
 from data_pipeline.semantic.summary import merge_summaries
 from data_pipeline.semantic.tasks import AssignTask, EmbedTask, FitTask
 from data_pipeline.shard import FilterTask
@@ -38,7 +39,7 @@ def stage_names(rounds: int) -> list[str]:
     """embed fit assign cluster [assign-2 cluster-2 ...] remove."""
     names = ["embed", "fit"]
     for r in range(rounds):
-        names += [round_path(Path(), "assign", r).name, round_path(Path(), "cluster", r).name]
+        names += [round_name("assign", r), round_name("cluster", r)]
     return [*names, "remove"]
 
 
@@ -62,7 +63,7 @@ def build_semantic_stages(
     skip_bad: bool,
     workers: int = 1,
 ) -> list[Stage]:
-    work = out_dir / ".dedup"
+    work = out_dir / DEDUP_WORK_DIR
     sem = cfg.semantic
     shards = [Path(s) for s in plan.shards]
     index = {s.name: i for i, s in enumerate(shards)}
