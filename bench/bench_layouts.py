@@ -89,7 +89,7 @@ def _worker(rank: int, world: int, store: str, queue, cfg, warmup: int, steps: i
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         p, t = cfg.parallel, cfg.training
-        dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world)
+        dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world, cp=p.cp)
         dims.build_mesh("cpu")
         args = get_model_config(cfg.model.name, **cfg.model.overrides())
         device = torch.device("cpu")
@@ -148,14 +148,14 @@ def _worker(rank: int, world: int, store: str, queue, cfg, warmup: int, steps: i
         dist.destroy_process_group()
 
 
-def run_layout(cfg, world: int, warmup: int, steps: int, timeout: float = 900) -> list[dict]:
-    """Spawn `world` ranks running `_worker`; their results in rank order."""
+def run_layout(cfg, world: int, warmup: int, steps: int, timeout: float = 900, worker=None) -> list[dict]:
+    """Spawn `world` ranks running `worker` (default `_worker`); their results in rank order."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
         queue = mp.get_context("spawn").SimpleQueue()
         procs = mp.start_processes(
-            _worker,
+            worker or _worker,
             args=(world, os.path.join(tmp, "store"), queue, cfg, warmup, steps),
             nprocs=world,
             start_method="spawn",

@@ -3,13 +3,15 @@
     python -m pretrain.average run.dir=runs/x --last 4 --out ckpts/x_avg
     python -m pretrain.average run.dir=runs/x --steps 9000:10000 --out ckpts/x_avg
     python -m pretrain.average runs/x/checkpoints/step-900 runs/x/checkpoints/step-1000 --out ckpts/x_avg
+    python -m pretrain.average --ema run.dir=runs/x --out ckpts/x_ema   # or --ema STEP_DIR
 
 Llama 3 (§3.1.4) anneals the LR to zero on high-quality data and averages the checkpoints of that
 phase. The checkpoints are read one at a time through `pretrain.safe_dcp` into a float32 sum (memory:
 two model copies, whatever K is); the mean is cast back to each tensor's stored dtype. The output is
 what `pretrain.export --from-hf` writes (DCP `model` + `model_args.json` + the run's tokenizer), plus
 `average.json` naming the averaged steps, so `checkpoint.initial_load_path`, `pretrain.export` and
-`pretrain.generate` read it like any checkpoint.
+`pretrain.generate` read it like any checkpoint. `--ema` writes instead the EMA of the weights that
+one checkpoint of a run trained with `ema.enabled=true` holds (pretrain/ema.py), in the same form.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ import torch
 
 from data_pipeline.tokenizer import load_tokenizer
 from pretrain import safe_dcp
-from pretrain.checkpoint_files import checkpoint_model_args, load_model_state, run_token_info
+from pretrain.checkpoint_files import (
+    checkpoint_model_args,
+    load_model_state,
+    resolve_checkpoint,
+    run_token_info,
+)
 from pretrain.export import save_model_checkpoint
 from pretrain.weight_shapes import describe_shape
 
@@ -150,19 +157,46 @@ def average_checkpoints(
     check_output(out, step_dirs, run_dir, overwrite)
     require_complete(step_dirs)
     require_same_model(step_dirs)
-    newest = step_dirs[-1]
-    args = checkpoint_model_args(newest)
     state = average_states(step_dirs)
+    return _save(state, step_dirs, out, overwrite, accumulation="float32")
+
+
+def _ema_config(step_dir: Path) -> dict | None:
+    """The `ema` section of the config the trainer saved with the checkpoint (None if not there)."""
+    from omegaconf import OmegaConf
+
+    saved = step_dir / "config.yaml"
+    ema = OmegaConf.load(saved).get("ema") if saved.is_file() else None
+    return OmegaConf.to_container(ema) if ema is not None else None
+
+
+def ema_checkpoint(
+    step_dir: Path, out: Path, *, run_dir: Path | None = None, overwrite: bool = False
+) -> Path:
+    """Write the EMA of the weights that checkpoint `step_dir` holds (its `ema` state) to `out`."""
+    check_output(out, [step_dir], run_dir, overwrite)
+    require_complete([step_dir])
+    stored = safe_dcp.read_metadata(step_dir).state_dict_metadata
+    if not any(k.startswith("ema.") for k in stored):
+        raise ValueError(f"{step_dir}: holds no EMA of the weights (saved by a run with ema.enabled=false)")
+    state = load_model_state(step_dir, checkpoint_model_args(step_dir), key="ema")
+    return _save(state, [step_dir], out, overwrite, weights="ema", ema=_ema_config(step_dir))
+
+
+def _save(state: dict, step_dirs: list[Path], out: Path, overwrite: bool, **record) -> Path:
+    """`state` as a model-only checkpoint with the newest input's shape and tokenizer, and the record."""
+    newest = step_dirs[-1]
     tok = run_token_info(newest)
     tokenizer = load_tokenizer(tok.tokenizer_file) if tok.tokenizer_file else None
     record = {
         "steps": [_step_of(d) for d in step_dirs],
         "checkpoints": [str(d.resolve()) for d in step_dirs],
-        "accumulation": "float32",
+        **record,
         "bos_id": tok.bos_id,
         "eos_id": tok.eos_id,
     }
     extra = {RECORD_FILE: json.dumps(record, indent=2) + "\n"}
+    args = checkpoint_model_args(newest)
     return save_model_checkpoint(
         state, args, out, tokenizer=tokenizer, overwrite=overwrite, extra_files=extra
     )
@@ -182,6 +216,20 @@ def _run_dir(overrides: list[str]) -> tuple[Path | None, list[Path]]:
     return run_dir, dirs
 
 
+def _select(parser: argparse.ArgumentParser, a: argparse.Namespace) -> tuple[Path | None, list[Path]]:
+    """(run dir or None, the step dirs to read) from the command line; a usage error otherwise."""
+    run_dir, dirs = _run_dir(a.inputs)
+    if a.ema:
+        if a.last is not None or a.steps is not None or len(dirs) + (run_dir is not None) != 1:
+            parser.error("--ema reads one checkpoint: run.dir=RUN (its latest) or one step dir")
+        return run_dir, dirs or [resolve_checkpoint(run_dir)]
+    if run_dir is not None and not dirs and (a.last is None) != (a.steps is None):
+        return run_dir, select_steps(run_dir, last=a.last, steps=a.steps)
+    if run_dir is not None or not dirs or a.last is not None or a.steps is not None:
+        parser.error("give run.dir=RUN with one of --last K or --steps A:B, or step dirs alone")
+    return run_dir, dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pretrain.average",
@@ -190,21 +238,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="*", help="run.dir=RUN (with --last or --steps), or step dirs")
     parser.add_argument("--last", type=int, metavar="K", help="the K newest checkpoints of the run")
     parser.add_argument("--steps", metavar="A:B", help="every checkpoint of the run with A <= step <= B")
+    parser.add_argument(
+        "--ema", action="store_true", help="instead the EMA of the weights kept in training (ema.enabled) "
+        "of one checkpoint: run.dir=RUN (its latest) or a step dir"
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="output checkpoint directory (written atomically)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier average at --out")
     a = parser.parse_args(argv)
     try:
-        run_dir, dirs = _run_dir(a.inputs)
-        if run_dir is not None and not dirs and (a.last is None) != (a.steps is None):
-            dirs = select_steps(run_dir, last=a.last, steps=a.steps)
-        elif run_dir is not None or not dirs or a.last is not None or a.steps is not None:
-            parser.error("give run.dir=RUN with one of --last K or --steps A:B, or step dirs alone")
-        out = average_checkpoints(dirs, Path(a.out), run_dir=run_dir, overwrite=a.overwrite)
+        run_dir, dirs = _select(parser, a)
+        if a.ema:
+            out = ema_checkpoint(dirs[0], Path(a.out), run_dir=run_dir, overwrite=a.overwrite)
+        else:
+            out = average_checkpoints(dirs, Path(a.out), run_dir=run_dir, overwrite=a.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     shape = describe_shape(checkpoint_model_args(out))
-    print(f"averaged {len(dirs)} checkpoints (steps {[_step_of(d) for d in dirs]}) -> {out} {shape}")
+    steps = [_step_of(d) for d in dirs]
+    if a.ema:
+        print(f"EMA of the weights at step {steps[0]} -> {out} {shape}")
+    else:
+        print(f"averaged {len(dirs)} checkpoints (steps {steps}) -> {out} {shape}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Build the model for a parallel layout: split into pipeline stages, shard, initialise, optimise.
 
-Order per stage, as torchtitan: tensor parallel -> torch.compile -> activation checkpointing ->
-FSDP (TP first so compile sees DTensors; compile inside AC because AC within a compiled TP block
-fails; FSDP last so its units wrap everything). `build_parts` stops there, still on the meta
-device, which is what `pretrain.dryrun` inspects; `init_model` then materialises and schedules.
+Order per stage, as torchtitan: tensor parallel -> context parallel -> torch.compile -> activation
+checkpointing -> FSDP (TP first so compile sees DTensors, and context parallelism then gathers
+each rank's own heads; compile inside AC because AC within a compiled TP block fails; FSDP last so
+its units wrap everything). `build_parts` stops there, still on the meta device, which is what
+`pretrain.dryrun` inspects; `init_model` then materialises and schedules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from parallel.activation_checkpoint import apply_ac
 from parallel.compile import apply_compile
+from parallel.context_parallel import apply_cp
 from parallel.dims import ParallelDims
 from parallel.fsdp import apply_fsdp
 from parallel.pipeline import build_schedule, split_layers, stage_ids, stage_module, stages_per_rank
@@ -49,14 +51,16 @@ def pipeline_split(args: ModelArgs, cfg: TrainConfig) -> tuple[int, list[list[in
 
 
 def parallelize(part: nn.Module, dims: ParallelDims, cfg: TrainConfig) -> nn.Module:
-    """Apply TP, compile, activation checkpointing and FSDP to one model part, in that order."""
+    """Apply TP, CP, compile, activation checkpointing and FSDP to one model part, in that order."""
     p = cfg.parallel
     if dims.tp_enabled:
         apply_tp(part, dims.mesh["tp"], loss_parallel=p.loss_parallel)
+    if dims.cp_enabled:
+        apply_cp(part, dims.cp_mesh())
     if p.compile:
         apply_compile(part, tp=dims.tp_enabled)
     apply_ac(part, p.activation_checkpoint, p.ac_every)
-    if dims.dp_enabled:
+    if dims.fsdp_enabled:
         apply_fsdp(
             part,
             dims.fsdp_mesh(),
@@ -73,11 +77,13 @@ def init_seed(seed: int, dims: ParallelDims, stage: int) -> int:
 
     On CUDA, DTensor's offset-based RNG makes sharded init equal for every layout and overrides
     this. Elsewhere each rank draws its shards itself, so the seed differs per stage, FSDP shard
-    and TP rank (identical seeds would repeat the same values in every shard), and is the same
-    across HSDP replicas, which must hold identical copies.
+    (dp_shard x cp) and TP rank (identical seeds would repeat the same values in every shard), and
+    is the same across HSDP replicas, which must hold identical copies.
     """
     coords = (seed, stage, dims.local_rank("dp_shard"), dims.local_rank("tp"))
-    return zlib.crc32(repr(coords).encode()) if coords[1:] != (0, 0, 0) else seed
+    if dims.cp_enabled:
+        coords += (dims.local_rank("cp"),)
+    return zlib.crc32(repr(coords).encode()) if any(coords[1:]) else seed
 
 
 def build_parts(
@@ -136,13 +142,21 @@ def init_model(
 
     if not dims.pp_enabled:
         return parts, None
+    return parts, build_pipeline(parts, ids, dims, cfg, device)
+
+
+def build_pipeline(
+    parts: list[nn.Module], ids: list[int], dims: ParallelDims, cfg: TrainConfig, device: torch.device
+) -> Pipeline:
+    """The schedule running this rank's stages `ids` on cfg's micro-batches per step (a training
+    stage with another batch size or seq_len gets a new one: pretrain/stages.py)."""
     loss = PipelineLoss()
     n_micro = cfg.training.global_batch_size // (cfg.training.micro_batch_size * dims.dp_size)
     n_stages = dims.pp * len(ids)
     schedule = build_schedule(
         parts, ids, n_stages, cfg.parallel.pp_schedule, n_micro, loss, device, dims.pp_group()
     )
-    return parts, Pipeline(schedule, loss, has_first=0 in ids, has_last=n_stages - 1 in ids)
+    return Pipeline(schedule, loss, has_first=0 in ids, has_last=n_stages - 1 in ids)
 
 
 def build_optimizer(parts: list[nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:

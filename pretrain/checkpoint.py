@@ -10,7 +10,8 @@ State: `model` and `optim` come from `get_model_state_dict` / `get_optimizer_sta
 model part, keyed by the parameter names of the plain model (flattened optimizer state), so a
 checkpoint written by one dp/tp/pp layout loads into any other. `train` holds the step, the LR
 schedule and the data loader position (identical on every rank). `rng` holds every rank's RNG
-states under its own key and is restored only into the same world size.
+states under its own key and is restored only into the same world size. `ema` (with ema.enabled)
+holds the EMA of the weights keyed like `model` (pretrain/ema.py), so it reshards the same way.
 
 Async saves stage the state into host buffers kept across saves (one extra host copy of the
 state; the only time the loop waits) and write it from a background thread over a separate gloo
@@ -23,6 +24,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -39,6 +41,9 @@ from torch.distributed.checkpoint.state_dict import (
 
 from pretrain import safe_dcp
 from pretrain.job_config import CheckpointConfig
+
+if TYPE_CHECKING:
+    from pretrain.ema import WeightEma
 
 METADATA = safe_dcp.METADATA
 
@@ -95,6 +100,11 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _holds(metadata, key: str) -> bool:
+    """Whether a checkpoint's metadata has state key `key` (DCP flattens it to `key.<...>`)."""
+    return any(k == key or k.startswith(key + ".") for k in metadata.state_dict_metadata)
+
+
 def rng_state() -> dict[str, torch.Tensor]:
     """Torch RNG states of this rank (data order and init are seeded explicitly, not drawn from these)."""
     state = {"torch": torch.get_rng_state()}
@@ -124,8 +134,10 @@ class Checkpointer:
         rank: int,
         world_size: int,
         config_yaml: str | None = None,
+        ema: WeightEma | None = None,
     ):
         self.cfg = cfg
+        self.ema = ema  # saved as `ema` when set (ema.enabled)
         self.root = Path(run_dir) / "checkpoints"
         self.parts, self.optimizers, self.schedulers, self.loader = parts, optimizers, schedulers, loader
         self.rank, self.world_size = rank, world_size
@@ -163,6 +175,8 @@ class Checkpointer:
     def state_dict(self, step: int) -> dict:
         state = {"model": self._model_state(), "optim": self._optim_state(), "train": self._train_state(step)}
         state[f"rng_rank{self.rank}"] = rng_state()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     # --- save ----------------------------------------------------------------------------------
@@ -251,15 +265,19 @@ class Checkpointer:
 
     # --- load ----------------------------------------------------------------------------------
     def load(self, step: int) -> None:
-        """Restore model, optimizer, schedule, loader position (and RNG in the same world size)."""
+        """Restore model, optimizer, schedule, loader position, the EMA if kept (else it starts from
+        the restored weights), and RNG in the same world size."""
         require_complete(self.root, step, explicit=self.cfg.load_step == step)
         path = step_dir(self.root, step)
         state = self.state_dict(step)
         rng_key = f"rng_rank{self.rank}"
         try:
             metadata = safe_dcp.read_metadata(path)  # never plain pickle: see pretrain/safe_dcp.py
-            if not any(k.startswith(rng_key + ".") or k == rng_key for k in metadata.state_dict_metadata):
+            if not _holds(metadata, rng_key):
                 del state[rng_key]
+            restore_ema = self.ema is not None and _holds(metadata, "ema")
+            if self.ema is not None and not restore_ema:
+                del state["ema"]
             safe_dcp.load(state, path, no_dist=not dist.is_initialized(), metadata=metadata)
         except (Exception, CheckpointException) as e:  # the latter is a BaseException
             others = [s for s in complete_steps(self.root) if s != step]
@@ -287,6 +305,10 @@ class Checkpointer:
             set_rng_state(state[rng_key])
         if self.rank == 0:
             print(f"checkpoint: resumed from {path} (step {train['step']})", flush=True)
+        if self.ema is not None and not restore_ema:  # restored in place by DCP otherwise
+            self.ema.reset()
+            if self.rank == 0:
+                print(f"checkpoint: {path} holds no EMA of the weights; it starts from them", flush=True)
 
     def load_model_only(self, path: str) -> None:
         """Initial weights from another run's checkpoint (or an imported HF model): model only."""
@@ -299,6 +321,8 @@ class Checkpointer:
             raise safe_dcp.CheckpointReadError(f"checkpoint.initial_load_path={path}: {e}") from e
         for part in self.parts:
             set_model_state_dict(part, state["model"], options=StateDictOptions(strict=False))
+        if self.ema is not None:
+            self.ema.reset()
         if self.rank == 0:
             print(f"checkpoint: initial weights from {path}", flush=True)
 

@@ -91,11 +91,12 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
     return step_dir(ckpt_dir, found)
 
 
-def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.Tensor]:
+def load_model_state(step_dir: str | Path, args: ModelArgs, key: str = "model") -> dict[str, torch.Tensor]:
     """The model's full state dict (on CPU, in the stored dtypes) from a DCP checkpoint, in one process.
 
     Every tensor of `Transformer(args)` must be in the checkpoint with the same shape, and the checkpoint
-    must hold no other model tensors (a ValueError otherwise, naming the step dir).
+    must hold no other model tensors (a ValueError otherwise, naming the step dir). `key` is the state
+    key read: `model`, or `ema` for the EMA of the weights (pretrain/ema.py), which is keyed alike.
     """
     step_dir = Path(step_dir)
     if not step_dir.is_dir():
@@ -107,14 +108,15 @@ def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.T
     shapes = expected_shapes(args)
     state, missing, wrong = {}, [], []
     for fqn, shape in shapes.items():
-        meta = stored.get(f"model.{fqn}")
+        meta = stored.get(f"{key}.{fqn}")
         if meta is None or not hasattr(meta, "size"):
             missing.append(fqn)
         elif tuple(meta.size) != shape:
             wrong.append(f"{fqn}: {tuple(meta.size)}, model wants {shape}")
         else:
             state[fqn] = torch.empty(shape, dtype=meta.properties.dtype)
-    extra = sorted(k.removeprefix("model.") for k in stored if k.startswith("model.") and k[6:] not in shapes)
+    names = [k.removeprefix(f"{key}.") for k in stored if k.startswith(f"{key}.")]
+    extra = sorted(n for n in names if n not in shapes)
     if missing or wrong or extra:
         problems = [
             f"{what} {short_list(items)}"
@@ -125,7 +127,7 @@ def load_model_state(step_dir: str | Path, args: ModelArgs) -> dict[str, torch.T
             f"{step_dir}: checkpoint does not match the model {describe_shape(args)}: " + "; ".join(problems)
         )
     try:
-        safe_dcp.load({"model": state}, step_dir, no_dist=True, metadata=metadata)
+        safe_dcp.load({key: state}, step_dir, no_dist=True, metadata=metadata)
     except safe_dcp.CheckpointReadError:
         raise
     except (Exception, CheckpointException) as e:  # the latter is a BaseException

@@ -166,6 +166,37 @@ def check_batch_split(global_batch_size: int, micro_batch_size: int, dp_size: in
     return n_micro
 
 
+class RowOrder:
+    """A dataset's rows in one endless seeded order: blocks shuffled anew every epoch, rows within
+    a block in file order (`pack` already shuffled rows globally)."""
+
+    def __init__(self, dataset: PackedDataset, seed: int, shuffle: bool):
+        self.dataset, self.seed, self.shuffle = dataset, seed, shuffle
+        self._epoch: tuple[int, np.ndarray, np.ndarray] = (-1, np.empty(0, np.int64), np.empty(0, np.int64))
+
+    def _blocks(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block order of an epoch and where each block starts in it."""
+        if epoch != self._epoch[0]:
+            n = len(self.dataset.block_sizes)
+            rng = np.random.default_rng([self.seed, epoch])
+            blocks = rng.permutation(n) if self.shuffle else np.arange(n)
+            sizes = self.dataset.block_sizes[blocks]
+            self._epoch = (epoch, blocks, np.cumsum(sizes) - sizes)  # one assignment: threads share it
+        return self._epoch[1], self._epoch[2]
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Dataset row indices at `positions` of the order (position p falls in epoch p // len)."""
+        n = len(self.dataset)
+        out = np.empty_like(positions)
+        for epoch in np.unique(positions // n).tolist():  # a step may straddle two epochs
+            sel = positions // n == epoch
+            blocks, starts = self._blocks(epoch)
+            p = positions[sel] % n
+            k = np.searchsorted(starts, p, side="right") - 1
+            out[sel] = self.dataset.block_starts[blocks[k]] + (p - starts[k])
+        return out
+
+
 class StepLoader:
     """Yields, per optimizer step, this rank's micro-batches of the global batch (Stateful)."""
 
@@ -195,35 +226,13 @@ class StepLoader:
         self.seed, self.shuffle = seed, shuffle
         self.accumulation_steps = per_rank // micro_batch_size
         self.step = 0
-        self._epoch = -1
-        self._epoch_blocks = np.empty(0, dtype=np.int64)
-        self._epoch_starts = np.empty(0, dtype=np.int64)
+        self.order = RowOrder(dataset, seed, shuffle)
         self._pool = concurrent.futures.ThreadPoolExecutor(1) if prefetch else None
         self._ahead: tuple[int, concurrent.futures.Future] | None = None
 
-    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Block order of an epoch and where each block starts in it."""
-        if epoch != self._epoch:
-            n = len(self.dataset.block_sizes)
-            blocks = (
-                np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-            )
-            sizes = self.dataset.block_sizes[blocks]
-            self._epoch, self._epoch_blocks, self._epoch_starts = epoch, blocks, np.cumsum(sizes) - sizes
-        return self._epoch_blocks, self._epoch_starts
-
     def global_indices(self, step: int) -> np.ndarray:
         """Dataset row indices of the whole global batch of `step`."""
-        n = len(self.dataset)
-        positions = np.arange(step * self.global_batch_size, (step + 1) * self.global_batch_size)
-        out = np.empty_like(positions)
-        for epoch in np.unique(positions // n).tolist():  # a step may straddle two epochs
-            sel = positions // n == epoch
-            blocks, starts = self._order(epoch)
-            p = positions[sel] % n
-            k = np.searchsorted(starts, p, side="right") - 1
-            out[sel] = self.dataset.block_starts[blocks[k]] + (p - starts[k])
-        return out
+        return self.order.rows(np.arange(step * self.global_batch_size, (step + 1) * self.global_batch_size))
 
     def _load(self, step: int) -> list[Batch]:
         indices = self.global_indices(step)
@@ -243,6 +252,12 @@ class StepLoader:
         if self._pool is not None:
             self._ahead = (self.step, self._pool.submit(self._load, self.step))
         return batches
+
+    def close(self) -> None:
+        """Stop the prefetch thread (a training stage that ends replaces its loader)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead = None
 
     def state_dict(self) -> dict:
         return {"step": self.step, "seed": self.seed, "global_batch_size": self.global_batch_size}

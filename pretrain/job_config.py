@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 from parallel.activation_checkpoint import MODES as AC_MODES
 from pretrain.eval.scorer import ScoreOptions
@@ -198,7 +199,8 @@ class ParallelConfig:
     pp: int = ranged(1, ge=1)
     """Pipeline stages."""
     cp: int = ranged(1, ge=1)
-    """Context parallel degree (reserved: only 1 is accepted in this release)."""
+    """Context-parallel degree: every sequence is split over this many ranks (head-tail chunks), K/V
+    all-gathered in attention; data.seq_len must divide by 2*cp (docs/parallelism.md)."""
     pp_schedule: str = "1F1B"
     """Pipeline schedule: GPipe, 1F1B (one stage per rank), Interleaved1F1B, InterleavedZeroBubble
     (pp_stages_per_rank stages per rank, looped) or ZBVZeroBubble (two stages per rank, V-shaped)."""
@@ -247,6 +249,22 @@ class CheckpointConfig:
     initial_load_path: str | None = None
     """A checkpoint directory (step-N of another run, or `pretrain.export --from-hf` output) whose
     model weights start a run that has no checkpoint of its own; optimizer and step start fresh."""
+
+
+@dataclass
+class EmaConfig:
+    """An exponential moving average of the weights kept during training (pretrain/ema.py)."""
+
+    enabled: bool = False
+    """Keep the EMA (an fp32 copy of this rank's parameter shards) and save it in every checkpoint
+    under `ema`; `python -m pretrain.average --ema` writes it out as a model-only checkpoint."""
+    decay: float = ranged(0.999, gt=0, lt=1)
+    """ema = decay * ema + (1 - decay) * weights at each update: it spans ~every / (1 - decay) steps."""
+    every: int = ranged(1, ge=1)
+    """Update after the steps that are multiples of this (and whose optimizer update was applied)."""
+    warmup: bool = False
+    """Use min(decay, (1 + step) / (10 + step)) at each step (TensorFlow's ExponentialMovingAverage
+    rule), so the random initial weights fade within the first steps instead of ~1 / (1 - decay)."""
 
 
 @dataclass
@@ -310,6 +328,37 @@ class DebugConfig:
 
 
 @dataclass
+class StageConfig:
+    """One training stage (docs/training_stages.md); a setting left None is the run's own.
+
+    Stages run in order; every setting applies from the stage's first step. Rows of different
+    stages that read the same packed directory continue where the earlier stage stopped.
+    """
+
+    name: str = MISSING
+    """Unique name: the `stage` key of metrics.jsonl and the stage a checkpoint's data position is in."""
+    steps: int = ranged(MISSING, ge=1)
+    """Optimizer steps in this stage."""
+    data_path: str | None = None
+    """Packed training shards of this stage; None = data.path (unless `mix` is set)."""
+    seq_len: int | None = ranged(None, ge=1)
+    """Tokens per sequence; must equal the stage data's packed seq_len; None = data.seq_len."""
+    mix: dict[str, float] | None = None
+    """Packed directories -> weights: each global batch draws its rows from them in proportion (the
+    same counts every step, by largest remainder), chosen at load time; excludes `data_path`."""
+    global_batch_size: int | None = ranged(None, ge=1)
+    """Sequences per optimizer step (a batch-size ramp); None = training.global_batch_size."""
+    lr: str | None = one_of(None, "linear", "sqrt", "cosine")
+    """Shape of this stage's own LR segment, from the run's schedule at the stage's first step to
+    `lr_end` at its last (linear to 0 anneals); None = follow the run's schedule (lr.*)."""
+    lr_end: float | None = ranged(None, ge=0)
+    """Multiplier of optim.lr at the stage's last step; set together with `lr`."""
+    rope_scaling_factor: float | None = ranged(None, gt=0)
+    """Llama 3.1 RoPE scaling factor for this stage (the other RopeScaling fields are the model's or
+    Llama 3.1's defaults, pretrain/configs.py); None = the model's own RoPE."""
+
+
+@dataclass
 class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -321,9 +370,15 @@ class TrainConfig:
     lr: LRConfig = field(default_factory=LRConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    stages: list[StageConfig] = field(default_factory=list)
+    """Training stages in order (seq_len, data or mix, batch ramp, LR segment, RoPE scaling per
+    stage); empty = one stage of training.steps. With stages the run is the sum of their steps and
+    the LR schedule (lr.*) spans that sum; training.steps then only says where this invocation
+    stops (<= the sum), so stages can run as separate resumed invocations (docs/training_stages.md)."""
 
 
 def register_configs() -> None:
@@ -373,7 +428,8 @@ def typed_config(raw: Any) -> TrainConfig:
     try:
         cfg = OmegaConf.to_object(raw)
     except MissingMandatoryValue as e:
-        raise ConfigError(f"{e.full_key} is required (e.g. {e.full_key}=DIR)") from None
+        example = f" (e.g. {e.full_key}=DIR)" if e.full_key.endswith("path") else ""
+        raise ConfigError(f"{e.full_key} is required{example}") from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"bad config value: {str(e).splitlines()[0]}") from None
     check_config(cfg)
@@ -434,9 +490,15 @@ def check_config(cfg: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_config(value, f"{key}.")
             continue
+        if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):  # stages[i]
+                check_config(item, f"{key}[{i}].")
+            continue
         if value is None:
             continue
         numbers = value if isinstance(value, list) else [value]
+        if isinstance(value, dict):  # stages[i].mix weights
+            numbers = list(value.values())
         for x in numbers:
             if isinstance(x, float) and not math.isfinite(x):
                 raise ConfigError(f"{key}={value} must be a finite number")

@@ -42,6 +42,8 @@ class StepMetrics:
     loss_spike: bool | None = None
     evaluation: dict[str, float] | None = None
     """In-loop evaluation (eval.tasks), written as its own keys: `eval/<task>/<metric>`, `eval/seconds`."""
+    stage: str | None = None
+    """Name of the training stage the step is in (every line of a run with `stages`)."""
 
     def record(self) -> dict:
         """The JSON object: non-finite numbers become null; optional keys only when set."""

@@ -62,41 +62,63 @@ def apply_rotary_emb(
     return q_out.type_as(xq), k_out.type_as(xk)
 
 
-def document_mask_mod(doc_ids: torch.Tensor, prefix_doc: int | None = None):
+KeyLayout = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(query positions, key positions, key doc ids) when a rank holds only some positions of each row:
+the position in the whole row of every local query (seq,) and of every key in the order attention
+sees them (kv_seq,), and the keys' document ids (batch, kv_seq). Context parallelism passes it."""
+
+
+def document_mask_mod(
+    doc_ids: torch.Tensor, prefix_doc: int | None = None, key_layout: KeyLayout | None = None
+):
     """The one definition of document masking: query q sees key kv iff same document and kv <= q.
 
     With `prefix_doc`, keys of that document are also seen by every later query of their row: one
     prompt followed by several continuations, each scored as if it followed the prompt alone
-    (`pretrain.eval` scores all choices of a question in one row this way). A FlexAttention
-    `mask_mod`; `document_causal_mask` evaluates it densely for SDPA and `create_block_mask`
-    compiles it into a sparse block mask for `flex_attention`.
+    (`pretrain.eval` scores all choices of a question in one row this way). With `key_layout` the
+    queries are `doc_ids`' positions and the keys another set (see KeyLayout); "kv <= q" compares
+    their positions in the row. A FlexAttention `mask_mod`; `document_causal_mask` evaluates it
+    densely for SDPA and `create_block_mask` compiles it into a sparse block mask for `flex_attention`.
     """
+    kv_doc = doc_ids if key_layout is None else key_layout[2]
 
     def mask_mod(b, h, q_idx, kv_idx):
-        visible = doc_ids[b, q_idx] == doc_ids[b, kv_idx]
+        visible = doc_ids[b, q_idx] == kv_doc[b, kv_idx]
         if prefix_doc is not None:
-            visible = visible | (doc_ids[b, kv_idx] == prefix_doc)
-        return visible & (q_idx >= kv_idx)
+            visible = visible | (kv_doc[b, kv_idx] == prefix_doc)
+        if key_layout is None:
+            return visible & (q_idx >= kv_idx)
+        return visible & (key_layout[0][q_idx] >= key_layout[1][kv_idx])
 
     return mask_mod
 
 
-def document_causal_mask(doc_ids: torch.Tensor, prefix_doc: int | None = None) -> torch.Tensor:
-    """Boolean (batch, 1, seq, seq) mask for SDPA: `document_mask_mod` at every (q, kv)."""
-    batch, seq = doc_ids.shape
+def _mask_shape(doc_ids: torch.Tensor, key_layout: KeyLayout | None) -> tuple[int, int, int]:
+    """(batch, queries, keys) of a document mask."""
+    kv = doc_ids.shape[1] if key_layout is None else key_layout[2].shape[1]
+    return doc_ids.shape[0], doc_ids.shape[1], kv
+
+
+def document_causal_mask(
+    doc_ids: torch.Tensor, prefix_doc: int | None = None, key_layout: KeyLayout | None = None
+) -> torch.Tensor:
+    """Boolean (batch, 1, queries, keys) mask for SDPA: `document_mask_mod` at every (q, kv)."""
+    batch, seq, kv_seq = _mask_shape(doc_ids, key_layout)
     b = torch.arange(batch, device=doc_ids.device).view(batch, 1, 1)
     q = torch.arange(seq, device=doc_ids.device).view(1, seq, 1)
-    kv = torch.arange(seq, device=doc_ids.device).view(1, 1, seq)
-    return document_mask_mod(doc_ids, prefix_doc)(b, None, q, kv).unsqueeze(1)
+    kv = torch.arange(kv_seq, device=doc_ids.device).view(1, 1, kv_seq)
+    return document_mask_mod(doc_ids, prefix_doc, key_layout)(b, None, q, kv).unsqueeze(1)
 
 
-def document_block_mask(doc_ids: torch.Tensor, prefix_doc: int | None = None):
+def document_block_mask(
+    doc_ids: torch.Tensor, prefix_doc: int | None = None, key_layout: KeyLayout | None = None
+):
     """FlexAttention BlockMask of `document_mask_mod` (GPU path: skips fully masked blocks)."""
     from torch.nn.attention.flex_attention import create_block_mask
 
-    batch, seq = doc_ids.shape
-    mask_mod = document_mask_mod(doc_ids, prefix_doc)
-    return create_block_mask(mask_mod, batch, None, seq, seq, device=doc_ids.device)
+    batch, seq, kv_seq = _mask_shape(doc_ids, key_layout)
+    mask_mod = document_mask_mod(doc_ids, prefix_doc, key_layout)
+    return create_block_mask(mask_mod, batch, None, seq, kv_seq, device=doc_ids.device)
 
 
 @functools.cache
@@ -129,6 +151,17 @@ class KVCache:
         return self.k[:, :end], self.v[:, :end]
 
 
+class InnerAttention(nn.Module):
+    """softmax(q k^T / sqrt(d)) v under a mask: the parameter-free core that parallel/ may wrap."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
+            return _flex_attention(q.is_cuda)(q, k, v, block_mask=mask, enable_gqa=True)
+        # Without a mask the fused causal kernel applies; a decode step (one query) sees all keys.
+        is_causal = mask is None and q.shape[2] > 1
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -137,6 +170,7 @@ class Attention(nn.Module):
         self.wk = nn.Linear(args.dim, args.kv_heads * args.head_dim, bias=False)
         self.wv = nn.Linear(args.dim, args.kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.inner_attention = InnerAttention()
 
     def forward(
         self,
@@ -155,12 +189,7 @@ class Attention(nn.Module):
         if cache is not None:
             xk, xv = cache.update(start_pos, xk, xv)
         q, k, v = (t.transpose(1, 2) for t in (xq, xk, xv))
-        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
-            out = _flex_attention(q.is_cuda)(q, k, v, block_mask=mask, enable_gqa=True)
-            return self.wo(out.transpose(1, 2).reshape(bs, seqlen, -1))
-        # Without a mask the fused causal kernel applies; a decode step (one query) sees all keys.
-        is_causal = mask is None and seqlen > 1
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=True)
+        out = self.inner_attention(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(bs, seqlen, -1))
 
     def init_weights(self, std: float, out_std: float) -> None:
@@ -267,6 +296,7 @@ class Transformer(nn.Module):
         start_pos: int = 0,
         prefix_doc: int | None = None,
         logits_at: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_layout: KeyLayout | None = None,
     ) -> torch.Tensor:
         """Logits (batch, seq, vocab) for token ids (or hidden states on later pipeline stages).
 
@@ -277,6 +307,8 @@ class Transformer(nn.Module):
         prompt; see `document_mask_mod`). `logits_at` (row indices, position indices): only those
         positions' logits, shape (n, vocab) — scoring reads few positions, and the output projection
         is the largest matmul of a small model (not under tensor parallelism: rows are sharded).
+        `key_layout`: the tokens are some positions of each row and attention sees other keys
+        (see KeyLayout; parallel/context_parallel.py sets it).
         """
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
         # Not h: under sequence parallelism h holds 1/tp of the tokens, and a later pipeline stage
@@ -298,7 +330,7 @@ class Transformer(nn.Module):
             freqs_cis = self.freqs_cis[positions]
         else:
             freqs_cis = self.freqs_cis[start_pos : start_pos + seqlen]
-        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device, self.args.attention, prefix_doc)
+        mask = self._mask(doc_ids, seqlen, start_pos, caches, h.device, prefix_doc, key_layout)
         for i, block in enumerate(self.layers.values()):
             h = block(h, freqs_cis, mask, caches[i] if caches is not None else None, start_pos)
         if self.norm is not None:
@@ -307,14 +339,13 @@ class Transformer(nn.Module):
             return h
         return self.output(h if logits_at is None else h[logits_at])
 
-    @staticmethod
-    def _mask(doc_ids, seqlen, start_pos, caches, device, backend: str, prefix_doc: int | None):
+    def _mask(self, doc_ids, seqlen, start_pos, caches, device, prefix_doc: int | None, key_layout):
         if doc_ids is not None:
             if caches is not None:
                 raise ValueError("document masking is for training; decode one document at a time")
-            if attention_backend(backend, device) == "flex":
-                return document_block_mask(doc_ids, prefix_doc)
-            return document_causal_mask(doc_ids, prefix_doc)
+            if attention_backend(self.args.attention, device) == "flex":
+                return document_block_mask(doc_ids, prefix_doc, key_layout)
+            return document_causal_mask(doc_ids, prefix_doc, key_layout)
         if prefix_doc is not None:
             raise ValueError("prefix_doc needs doc_ids (which tokens belong to the shared prefix)")
         if caches is not None and start_pos > 0 and seqlen > 1:

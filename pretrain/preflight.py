@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from data_pipeline.tokenizer import AnyTokenizer, load_tokenizer
+from parallel.context_parallel import check_cp
 from parallel.dims import ParallelDims
 from parallel.pipeline import check_microbatches
 from parallel.tensor_parallel import check_tp
@@ -27,6 +28,7 @@ from pretrain.configs import ModelArgs, get_model_config
 from pretrain.data import PackedDataset, check_batch_split
 from pretrain.eval.tasks import resolve_task
 from pretrain.job_config import ConfigError, TrainConfig
+from pretrain.stages import STAGED_KEYS, check_stage_resume, open_stage_data, stage_configs, stage_error
 
 SCHEDULE_KEYS = ("optim.", "lr.", "training.steps")
 """Keys that shape the optimizer state or the LR schedule a checkpoint carries on."""
@@ -55,12 +57,18 @@ def check_layout(cfg: TrainConfig, world_size: int) -> ParallelDims:
                 f"of model {cfg.model.name!r}"
             )
         check_tp(args, p.tp, cfg.data.seq_len)
+        check_cp(p.cp, cfg.data.seq_len, p.tp)
+        if p.cp > 1 and cfg.eval.tasks:
+            raise ConfigError(
+                f"eval.tasks with parallel.cp={p.cp}: in-loop evaluation does not split sequences; "
+                "evaluate the checkpoints with python -m pretrain.eval (any layout without cp)"
+            )
         if dims.pp_enabled:
             pipeline_split(args, cfg)
         n_micro = check_batch_split(t.global_batch_size, t.micro_batch_size, dims.dp_size)
         if dims.pp_enabled:
             check_microbatches(p.pp_schedule, p.pp, n_micro)
-            if t.dtype != "float32" and not dims.dp_enabled:
+            if t.dtype != "float32" and not dims.fsdp_enabled:
                 raise ConfigError(
                     f"training.dtype={t.dtype} with a pipeline needs FSDP's mixed precision: use a "
                     "data-parallel degree > 1 (parallel.dp_shard) or training.dtype=float32"
@@ -69,6 +77,11 @@ def check_layout(cfg: TrainConfig, world_size: int) -> ParallelDims:
         raise
     except ValueError as e:  # the parallel/ checks name their key
         raise ConfigError(str(e)) from None
+    for stage, staged in stage_configs(cfg, dims.pp_enabled):  # each stage's seq_len and batch alike
+        try:
+            check_layout(staged, world_size)
+        except ConfigError as e:
+            raise stage_error(stage, e) from None
     return dims
 
 
@@ -80,6 +93,8 @@ class RunData:
     val: PackedDataset | None
     tokenizer: AnyTokenizer | None
     """For sampling after training (training.sample_prompt) and in-loop evaluation (eval.tasks)."""
+    stages: dict[str, PackedDataset] = field(default_factory=dict)
+    """Every stage's packed directories (pretrain/stages.py), data.path's among them."""
 
 
 def _open(path: str, cfg: TrainConfig) -> PackedDataset:
@@ -105,14 +120,22 @@ def open_data(cfg: TrainConfig, args: ModelArgs) -> RunData:
             f"sequences in {train.path}"
         )
     val = _open(cfg.validation.path, cfg) if cfg.validation.path else None
-    if val is not None and _identity(val.tokenizer_info) != _identity(tok):
+    if val is not None:
+        _same_tokenizer(val, "validation.path", train)
+    stages = open_stage_data(cfg, train, lambda data, key: _same_tokenizer(data, key, train))
+    needs_text = cfg.training.sample_prompt or cfg.eval.tasks
+    return RunData(train, val, run_tokenizer(cfg, tok) if needs_text else None, stages)
+
+
+def _same_tokenizer(data: PackedDataset, key: str, train: PackedDataset) -> None:
+    """`data` (the directory of config key `key`) must be packed with the training data's tokenizer."""
+    mine, tok = data.tokenizer_info, train.tokenizer_info
+    if _identity(mine) != _identity(tok):
         raise ConfigError(
-            f"validation.path={val.path} was packed with tokenizer {val.tokenizer_info['name']!r} "
-            f"(sha256 {val.tokenizer_info['sha256'][:12]}), the training data {train.path} with "
+            f"{key}={data.path} was packed with tokenizer {mine['name']!r} "
+            f"(sha256 {mine['sha256'][:12]}), the training data {train.path} with "
             f"{tok['name']!r} (sha256 {tok['sha256'][:12]}): pack both with the same tokenizer"
         )
-    needs_text = cfg.training.sample_prompt or cfg.eval.tasks
-    return RunData(train, val, run_tokenizer(cfg, tok) if needs_text else None)
 
 
 def _identity(tokenizer_info: dict) -> tuple[str, str]:
@@ -198,6 +221,15 @@ def _flat(node: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def saved_config(cfg: TrainConfig, step: int) -> TrainConfig:
+    """The config checkpoint `step` of this run was trained with (its config.yaml, which exists)."""
+    saved = step_dir(Path(cfg.run.dir) / "checkpoints", step) / "config.yaml"
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(saved)))
+    except Exception as e:  # a hand-edited or damaged file: say which
+        raise ConfigError(f"{saved}: not a readable config ({type(e).__name__}: {e})") from None
+
+
 def config_changes(cfg: TrainConfig, step: int) -> dict[str, tuple[object, object]] | None:
     """{key: (checkpoint's value, this config's)} for every key that differs; None if unrecorded."""
     saved = step_dir(Path(cfg.run.dir) / "checkpoints", step) / "config.yaml"
@@ -217,6 +249,10 @@ def check_resume(cfg: TrainConfig, step: int) -> list[str]:
     changes = config_changes(cfg, step)
     if changes is None:
         return [f"resume: checkpoint step-{step} has no config.yaml (older andes): changes are not checked"]
+    notes = []
+    if cfg.stages or changes.get("stages", [None])[0]:  # staged now or then: compared per stage
+        notes = check_stage_resume(saved_config(cfg, step), cfg, step)
+        changes = {k: v for k, v in changes.items() if k not in STAGED_KEYS}
     order = {k: v for k, v in changes.items() if k in DATA_ORDER_KEYS}
     if order:
         listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in order.items())
@@ -232,6 +268,6 @@ def check_resume(cfg: TrainConfig, step: int) -> list[str]:
             "checkpoint.override_opt_schedule=true to apply them from this step on, or restore them"
         )
     if not changes:
-        return []
+        return notes
     listed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
-    return [f"resume: changed since step {step}: {listed}"]
+    return [*notes, f"resume: changed since step {step}: {listed}"]

@@ -2,7 +2,9 @@
 
 The loss is the mean over every non-padding token of the global batch whatever the layout: each
 micro-batch's summed cross-entropy is divided by the global token count and multiplied by the
-data-parallel degree (FSDP averages gradients over data-parallel ranks). With a pipeline the same
+data- times context-parallel degree (FSDP averages gradients over those ranks). Under context
+parallelism each rank keeps its `shard_sequence` of every micro-batch (tokens, labels, documents
+and positions alike), and sums run over data and context ranks. With a pipeline the same
 normalised loss is what the last stage's `loss_fn` returns, and the schedule is told not to
 divide by the micro-batch count again.
 """
@@ -17,15 +19,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
+from parallel.context_parallel import shard_sequence
 from parallel.dims import ParallelDims
 from pretrain.data import IGNORE_INDEX, Batch
 
 
 def dp_sum(t: torch.Tensor, dims: ParallelDims) -> torch.Tensor:
-    """Sum over data-parallel ranks in place (gloo has no AVG for ints, so always SUM)."""
-    if dims.dp_enabled:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=dims.dp_mesh().get_group())
+    """Sum over the ranks holding distinct tokens (data x context parallel), in place.
+
+    (gloo has no AVG for ints, so always SUM.)
+    """
+    mesh = dims.batch_mesh()
+    if mesh is not None:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=mesh.get_group())
     return t
+
+
+def grad_scale(dims: ParallelDims) -> int:
+    """Ranks whose gradients FSDP averages: each summed loss is multiplied by this before backward."""
+    return dims.dp_size * dims.cp
+
+
+def cp_local(mb: Batch, dims: ParallelDims) -> Batch:
+    """This context rank's tokens of a micro-batch (the whole batch without context parallelism)."""
+    if not dims.cp_enabled:
+        return mb
+    rank = dims.local_rank("cp")
+    fields = ("tokens", "labels", "doc_ids", "positions")
+    return Batch(*(shard_sequence(getattr(mb, f), rank, dims.cp) for f in fields))
 
 
 def pp_sum(t: torch.Tensor, dims: ParallelDims) -> torch.Tensor:
@@ -47,7 +68,7 @@ def cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 def count_tokens(micro_batches: list[Batch], dims: ParallelDims, device) -> torch.Tensor:
-    """Non-padding target tokens of the whole global batch (summed over data-parallel ranks)."""
+    """Non-padding target tokens of the whole global batch (of this rank's tokens, summed)."""
     n = sum(int((mb.labels != IGNORE_INDEX).sum()) for mb in micro_batches)
     return dp_sum(torch.tensor(float(n), device=device), dims).clamp(min=1)
 
@@ -62,12 +83,13 @@ def train_step(
     model, micro_batches: list[Batch], dims: ParallelDims, device, autocast, loss_ctx=contextlib.nullcontext
 ) -> torch.Tensor:
     """Forward/backward every micro-batch; returns the global mean loss (grads left in .grad)."""
+    micro_batches = [cp_local(mb, dims) for mb in micro_batches]
     global_tokens = count_tokens(micro_batches, dims, device)
     total = torch.zeros((), device=device)
     for mb in micro_batches:
         with loss_ctx():  # forward and backward: loss parallelism needs both inside
             loss = _loss_sum(model, mb, device, autocast)
-            (loss * dims.dp_size / global_tokens).backward()
+            (loss * grad_scale(dims) / global_tokens).backward()
         total += scalar(loss.detach())
     return dp_sum(total, dims) / global_tokens
 
@@ -77,7 +99,7 @@ class PipelineLoss:
     """The last stage's `loss_fn`: records each micro-batch's summed loss, returns it normalised."""
 
     scale: float = 1.0
-    """Multiplier of the summed loss: dp_size / global tokens for training, 0 in evaluation."""
+    """Multiplier of the summed loss: grad_scale / global tokens for training, 0 in evaluation."""
     sums: list[torch.Tensor] = field(default_factory=list)
     """Summed (unscaled) loss of every micro-batch this step, detached."""
 
@@ -121,8 +143,9 @@ def pipeline_train_step(
     pipe: Pipeline, micro_batches: list[Batch], dims: ParallelDims, device, loss_ctx=contextlib.nullcontext
 ) -> torch.Tensor:
     """`train_step` through a pipeline schedule: the micro-batches are its micro-batches."""
+    micro_batches = [cp_local(mb, dims) for mb in micro_batches]
     global_tokens = count_tokens(micro_batches, dims, device)
-    pipe.loss.scale = dims.dp_size / global_tokens.item()
+    pipe.loss.scale = grad_scale(dims) / global_tokens.item()
     with loss_ctx():
         total = _pipeline_run(pipe, micro_batches, device, train=True)
     return dp_sum(pp_sum(total, dims), dims) / global_tokens
@@ -146,7 +169,7 @@ def validate(
     n_tokens = torch.zeros((), device=device)
     loader.step = 0
     for _ in range(min(steps, len(loader.dataset) // loader.global_batch_size)):
-        micro_batches = loader.next_step()
+        micro_batches = [cp_local(mb, dims) for mb in loader.next_step()]
         with loss_ctx():
             if pipe is not None:
                 loss_sum += _pipeline_run(pipe, micro_batches, device, train=False)

@@ -33,7 +33,8 @@ from parallel.utils import clip_grad_norm_, set_determinism
 from pretrain.build import DTYPES, build_optimizer, init_model
 from pretrain.checkpoint import Checkpointer
 from pretrain.configs import ModelArgs
-from pretrain.data import StepLoader
+from pretrain.data import PackedDataset, StepLoader
+from pretrain.ema import WeightEma
 from pretrain.eval.in_loop import eval_due, evaluate_in_loop, metric_keys, summary_line
 from pretrain.fault import (
     EXIT_CONFIG,
@@ -64,6 +65,7 @@ from pretrain.preflight import (
     resume_step,
 )
 from pretrain.sampling import full_state_dict, sample
+from pretrain.stages import Stage, enter_stage, lr_schedule, plan_stages, resumed_loader
 from pretrain.step import Pipeline, pipeline_train_step, train_step, validate
 
 
@@ -106,6 +108,14 @@ class Run:
     """The step in progress (for exit.json when something fails)."""
     skipped: int = 0
     """Non-finite steps skipped so far."""
+    ema: WeightEma | None = None
+    """The EMA of the weights (ema.enabled), updated after each applied optimizer step."""
+    plan: list[Stage] = field(default_factory=list)
+    """The training stages, resolved (pretrain/stages.py); empty without `stages`."""
+    stage_data: dict[str, PackedDataset] = field(default_factory=dict)
+    """Every stage's packed directories, opened by preflight."""
+    stage: Stage | None = None
+    """The stage in progress (`enter_stage` sets it)."""
 
     @functools.cached_property
     def params(self) -> list[nn.Parameter]:
@@ -171,13 +181,18 @@ def build_run(
     parts, pipe = init_model(args, dims, cfg, device)
     # One optimizer per model part (pipeline stage), so each state dict maps to its parameters' names.
     optimizers = [build_optimizer([part], cfg) for part in parts]
-    schedulers = [build_lr_scheduler(opt, cfg.lr, cfg.training.steps) for opt in optimizers]
+    total_steps, lr_segments = lr_schedule(cfg)  # with stages: their sum, and their own segments
+    schedulers = [build_lr_scheduler(opt, cfg.lr, total_steps, lr_segments) for opt in optimizers]
     loader = _loader(data.train, cfg, dims, shuffle=cfg.data.shuffle)
+    plan = plan_stages(cfg)
+    if plan:  # the loader of the stage the checkpoint is in (its state names the stage)
+        loader = resumed_loader(plan, data.stages, loader, start)
     run_dir = Path(cfg.run.dir)
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    ema = WeightEma(parts, cfg.ema) if cfg.ema.enabled else None  # the checkpoint loads restore it
     ckpt = Checkpointer(
         cfg.checkpoint, run_dir, parts, optimizers, schedulers, loader,
-        rank=rank, world_size=world_size, config_yaml=config_yaml,
+        rank=rank, world_size=world_size, config_yaml=config_yaml, ema=ema,
     )  # fmt: skip
     if start:
         ckpt.load(start)
@@ -203,11 +218,13 @@ def build_run(
         ),
         hooks=step_hooks(cfg.debug, rank),
         start=start,
+        ema=ema,
     )  # fmt: skip
-    if dtype != torch.float32 and not dims.dp_enabled:
+    if dtype != torch.float32 and not dims.fsdp_enabled:
         run.autocast = lambda: torch.autocast(device.type, dtype=dtype)
     if dims.tp_enabled and cfg.parallel.loss_parallel:
         run.loss_ctx = loss_parallel
+    run.plan, run.stage_data = plan, data.stages
     return run
 
 
@@ -215,7 +232,7 @@ def describe(run: Run) -> str:
     cfg, dims = run.cfg, run.dims
     return (
         f"model {cfg.model.name}: {run.args.num_params() / 1e6:.1f}M params, world_size={run.world_size}, "
-        f"dp={dims.dp_size} tp={dims.tp} pp={dims.pp}, "
+        f"dp={dims.dp_size} cp={dims.cp} tp={dims.tp} pp={dims.pp}, "
         f"micro-batches per step={run.loader.accumulation_steps}, "
         f"{len(run.loader.dataset)} train sequences of {cfg.data.seq_len} tokens"
         + (f", resuming after step {run.start}" if run.start else "")
@@ -280,6 +297,8 @@ def optimizer_step(run: Run, step: int, spikes: SpikeDetector) -> tuple[StepOutc
     if should_update(run, step, loss, grad_norm, spike):
         for opt in run.optimizers:
             opt.step()
+        if run.ema is not None:
+            run.ema.update(step)
     for opt, sched in zip(run.optimizers, run.schedulers, strict=True):
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -292,12 +311,14 @@ class Window:
 
     start: float = field(default_factory=time.perf_counter)
     steps: int = 0
+    tokens: int = 0
+    """Tokens of those steps (a training stage may change seq_len and batch size)."""
     data_wait: float = 0.0
 
 
 def step_metrics(run: Run, step: int, out: StepOutcome, window: Window, elapsed: float) -> StepMetrics:
-    t, seq = run.cfg.training, run.cfg.data.seq_len
-    tokens_per_s = t.global_batch_size * seq * window.steps / elapsed
+    tokens_per_s = window.tokens / elapsed
+    seq = run.loader.dataset.seq_len  # the stage's
     tflops = run.args.flops_per_token(seq) * tokens_per_s / run.world_size / 1e12  # per device
     peak = peak_tflops(run.cfg.metrics.peak_tflops, run.device)
     return StepMetrics(
@@ -312,6 +333,7 @@ def step_metrics(run: Run, step: int, out: StepOutcome, window: Window, elapsed:
         data_wait_s=window.data_wait / window.steps,
         skipped_steps=run.skipped or None,
         loss_spike=out.spike or None,
+        stage=run.stage.name if run.stage else None,
     )
 
 
@@ -359,9 +381,13 @@ def train_loop(run: Run) -> TrainResult:
     try:
         for step in range(run.start + 1, t.steps + 1):
             run.step = step
+            if enter_stage(run, step):  # new shapes may recompile, new data moves the loss level
+                watchdog.pause(t.first_step_timeout_s)
+                spikes.history.clear()
             out, data_wait = optimizer_step(run, step, spikes)
             result.losses.append(out.loss)
             window.steps += 1
+            window.tokens += run.loader.global_batch_size * run.loader.dataset.seq_len
             window.data_wait += data_wait
             last = step == t.steps
             elapsed = time.perf_counter() - window.start  # before validation and evaluation

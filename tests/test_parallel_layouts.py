@@ -40,15 +40,23 @@ def tiny(tie: bool = False):
     )
 
 
+CUTS = [(9,), (4, 11), (3,), (8, 12), (5, 6), (13,), (1, 15), (7, 9)]
+"""Where each row's packed documents start: inside and on the context-parallel chunk boundaries
+(multiples of 4 for cp2, of 2 for cp4), one-token documents, and a document spanning chunks."""
+
+
 def batch(step: int) -> Batch:
-    """A global batch of ROWS rows, each two packed documents (positions restart at the boundary)."""
+    """A global batch of ROWS rows of packed documents (positions restart at every boundary)."""
     g = torch.Generator().manual_seed(step)
     tokens = torch.randint(0, 128, (ROWS, SEQ + 1), generator=g)
     labels = tokens[:, 1:].clone()
     labels[-1, 12:] = -100  # some padding in one row
     doc_ids = torch.zeros(ROWS, SEQ, dtype=torch.int64)
-    doc_ids[:, 9:] = 1
-    positions = torch.cat([torch.arange(9), torch.arange(SEQ - 9)]).expand(ROWS, SEQ).contiguous()
+    positions = torch.arange(SEQ).repeat(ROWS, 1)
+    for row, cuts in enumerate(CUTS):
+        for cut in cuts:
+            doc_ids[row, cut:] += 1
+            positions[row, cut:] -= positions[row, cut].clone()
     return Batch(tokens=tokens[:, :-1], labels=labels, doc_ids=doc_ids, positions=positions)
 
 
@@ -103,7 +111,7 @@ def _layout_worker(
 ) -> tuple[list[float], dict[str, np.ndarray]]:
     cfg = config(**parallel)
     p = cfg.parallel
-    dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world)
+    dims = ParallelDims(p.dp_replicate, p.dp_shard, p.tp, p.pp, world, cp=p.cp)
     dims.build_mesh("cpu")
     parts, pipe = init_model(tiny(tie), dims, cfg, torch.device("cpu"), full_init=True)
     return run_steps(parts, pipe, dims, cfg, rank)
@@ -169,8 +177,33 @@ LAYOUTS = {
     "replicate2": (2, {"dp_replicate": 2, "dp_shard": 1}),
     "hsdp2x2": (4, {"dp_replicate": 2, "dp_shard": 2}),
     "replicate2xtp2xpp2": (8, {"dp_replicate": 2, "dp_shard": 1, "tp": 2, "pp": 2}),
+    # Context parallelism: every sequence split over the cp ranks (parallel/context_parallel.py).
+    "cp2": (2, {"cp": 2}),
+    "cp4": (4, {"cp": 4}),
+    "dp2xcp2": (4, {"dp_shard": 2, "cp": 2}),
+    "hsdp2xcp2": (4, {"dp_replicate": 2, "dp_shard": 1, "cp": 2}),
+    "tp2xcp2": (4, {"tp": 2, "cp": 2}),
+    "pp2xcp2": (4, {"pp": 2, "cp": 2}),
+    "dp2xtp2xcp2": (8, {"dp_shard": 2, "tp": 2, "cp": 2}),
+    "tp2xcp2xpp2": (8, {"tp": 2, "cp": 2, "pp": 2}),
+    "cp2-ac": (2, {"cp": 2, "activation_checkpoint": "full"}),
+    "cp2-selective-op-ac": (2, {"cp": 2, "activation_checkpoint": "selective_op"}),
+    "cp2-ac-compile": (2, {"cp": 2, "activation_checkpoint": "full", "compile": True}),
+    "dp2xtp2xcp2-compile": (8, {"dp_shard": 2, "tp": 2, "cp": 2, "compile": True}),
 }
-DEFAULT = ("dp2xtp2", "tp2-ac-compile", "pp2-1F1B", "pp2-ZBVZeroBubble", "dp2xtp2xpp2")
+DEFAULT = (
+    "dp2xtp2",
+    "tp2-ac-compile",
+    "pp2-1F1B",
+    "pp2-ZBVZeroBubble",
+    "dp2xtp2xpp2",
+    "cp2",
+    "dp2xcp2",
+    "tp2xcp2",
+    "pp2xcp2",
+    "dp2xtp2xcp2",
+    "cp2-ac-compile",
+)
 
 
 @pytest.mark.distributed
@@ -275,7 +308,19 @@ def test_torchrun_3d_metrics_equal_single_process(packed_data, tmp_path):
         (("parallel.pp=8", "parallel.dp_shard=1"), "8 pipeline stages"),
         (("parallel.pp=2", "parallel.pp_layers_per_stage=[1,2]"), "pp_layers_per_stage"),
         (("parallel.pp=2", "parallel.dp_shard=4", "training.micro_batch_size=2"), "at least parallel.pp=2"),
-        (("parallel.cp=2",), "parallel.cp=2"),
+        (("parallel.cp=3", "parallel.dp_shard=1", "parallel.tp=2"), "world_size=8"),
+        (("parallel.cp=2", "data.seq_len=30"), "needs data.seq_len=30 divisible by 2"),
+        (
+            (
+                "parallel.cp=2",
+                "parallel.tp=4",
+                "parallel.dp_shard=1",
+                "data.seq_len=20",
+                "model.n_kv_heads=4",
+            ),
+            "each context rank's 10 tokens must split over tp",
+        ),
+        (("parallel.cp=2", "eval.tasks=[arc_easy]"), "eval.tasks with parallel.cp=2"),
         (("parallel.pp=2", "model.tie_embeddings=true"), "model.tie_embeddings=true"),
     ],
 )
