@@ -13,7 +13,7 @@ DEMO_RUN := runs/demo
 NPROC ?= 2
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo demo-data test test-slow test-all lint bench clean
+.PHONY: install demo demo-data recipe test test-slow test-all lint bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ demo: demo-data
 		run.dir=$(DEMO_RUN)
 	@echo "metrics: $(DEMO_RUN)/metrics.jsonl  tensorboard: $(VENV)/bin/tensorboard --logdir $(DEMO_RUN)/tb"
 
+# --- Llama 3's staged schedule at debug size: batch ramp, long context with CP, annealing, averaging
+# (configs/recipe/llama3.yaml, docs/llama3_recipe.md). Resumes: finished steps are skipped.
+recipe: demo-data
+	$(PY) launch/llama3_recipe.py --nproc $(NPROC)
+
 # --- tests (markers: slow, distributed, gpu; the default run leaves out slow)
 test: $(STAMP)
 	$(PY) -m pytest
@@ -65,4 +70,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_filters.py
 
 clean:
-	rm -rf $(DEMO) $(DEMO_RUN) .pytest_cache
+	rm -rf $(DEMO) $(DEMO_RUN) data/recipe runs/llama3_recipe .pytest_cache

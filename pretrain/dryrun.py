@@ -8,7 +8,10 @@ trainer's `pretrain.preflight.check_layout`, joins a fake process group of the f
 Parameters stay on the meta device, so a 405B layout for rank 9000 of 16384 is checked in seconds
 on a laptop. It reports every local shard's shape and bytes, plus gradient and AdamW state (two
 fp32 moments), per stage and for the rank. Activations and the all-gathered FSDP units are not
-counted. Exit code 2 means a bad layout.
+counted. With context parallelism (parallel.cp) the mesh has a cp dim and FSDP shards every
+parameter over dp_shard x cp ranks, as the trainer does (e.g. Llama 3's 131K-token layout:
+model=llama3_405b model.max_seq_len=131072 parallel.tp=8 parallel.cp=16 parallel.pp=16
+parallel.dp_shard=8 data.seq_len=131072). Exit code 2 means a bad layout.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from torch.testing._internal.distributed.fake_pg import FakeStore  # registers the "fake" backend
 
+from parallel.context_parallel import GatheredKVAttention
 from parallel.dims import MESH_DIMS, ParallelDims
 from pretrain import job_config
 from pretrain.build import build_parts
@@ -51,7 +55,7 @@ def default_world_size(cfg: TrainConfig) -> int:
     p = cfg.parallel
     if p.dp_shard == -1:
         raise LayoutError("parallel.dp_shard=-1 (auto) needs --world-size, or set parallel.dp_shard")
-    return p.pp * p.dp_replicate * p.dp_shard * p.tp
+    return p.pp * p.dp_replicate * p.dp_shard * p.cp * p.tp
 
 
 def param_row(name: str, param: torch.Tensor) -> dict:
@@ -101,7 +105,16 @@ def dry_run(cfg: TrainConfig, dims: ParallelDims, rank: int) -> dict:
         for sid, part in zip(ids, parts, strict=True):
             params = [param_row(n, p) for n, p in part.named_parameters()]
             layers = sorted(int(i) for i in part.layers)
-            stages.append({"stage": sid, "layers": layers, "params": params, **state_bytes(params)})
+            gathered = sum(isinstance(m, GatheredKVAttention) for m in part.modules())  # apply_cp's
+            stages.append(
+                {
+                    "stage": sid,
+                    "layers": layers,
+                    "kv_gather_blocks": gathered,
+                    "params": params,
+                    **state_bytes(params),
+                }
+            )
         coords = {d: dims.local_rank(d) for d in MESH_DIMS}
     finally:
         dist.destroy_process_group()
@@ -115,8 +128,10 @@ def dry_run(cfg: TrainConfig, dims: ParallelDims, rank: int) -> dict:
             "pp": dims.pp,
             "dp_replicate": dims.dp_replicate,
             "dp_shard": dims.dp_shard,
+            "cp": dims.cp,
             "tp": dims.tp,
         },
+        "fsdp_shards": dims.dp_shard * dims.cp if dims.fsdp_enabled else 1,
         "coords": coords,
         "stages": stages,
         **state_bytes(all_params),
@@ -125,7 +140,7 @@ def dry_run(cfg: TrainConfig, dims: ParallelDims, rank: int) -> dict:
 
 
 def stage_ranks(dims: ParallelDims) -> list[int]:
-    """One rank per pipeline rank, at dp = tp = 0 (pp is the outermost mesh dim)."""
+    """One rank per pipeline rank, at dp = cp = tp = 0 (pp is the outermost mesh dim)."""
     return [pp * (dims.world_size // dims.pp) for pp in range(dims.pp)]
 
 
@@ -147,9 +162,11 @@ def print_rank(report: dict) -> None:
     out = console()
     coords = ", ".join(f"{k}={v}" for k, v in report["coords"].items())
     out.print(f"[bold]{report['model']}[/] rank {report['rank']}/{report['world_size']} ({coords})")
+    out.print(f"FSDP shards every parameter over {report['fsdp_shards']} ranks (dp_shard x cp)")
     for s in report["stages"]:
         layers = f"layers {s['layers'][0]}-{s['layers'][-1]}" if s["layers"] else "no layers"
-        table = Table(title=f"stage {s['stage']}: {layers} ({len(s['layers'])} blocks)")
+        cp = f", {s['kv_gather_blocks']} gathering K/V over cp" if s["kv_gather_blocks"] else ""
+        table = Table(title=f"stage {s['stage']}: {layers} ({len(s['layers'])} blocks{cp})")
         for col in ("parameter", "global shape", "local shape", "placements", "dtype", "local bytes"):
             table.add_column(col, justify="right" if col == "local bytes" else "left")
         for p in s["params"]:
@@ -177,7 +194,7 @@ def print_stages(reports: list[dict]) -> None:
     """One row per pipeline rank, to compare the first, middle and last stages."""
     from rich.table import Table
 
-    table = Table(title=f"{reports[0]['model']}: one rank per pipeline rank (dp=0, tp=0)")
+    table = Table(title=f"{reports[0]['model']}: one rank per pipeline rank (dp=0, cp=0, tp=0)")
     for col in ("pp", "rank", "stages", "blocks", "local params", "param bytes", "+grads+AdamW"):
         table.add_column(col, justify="right")
     for r in reports:
@@ -199,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of configs/train.yaml (key=value)")
     parser.add_argument("--rank", type=int, default=0, help="global rank to build (default 0)")
     parser.add_argument("--world-size", type=int, help="default: the product of the parallel degrees")
-    parser.add_argument("--all-pp-ranks", action="store_true", help="one rank per pipeline rank (dp=tp=0)")
+    parser.add_argument("--all-pp-ranks", action="store_true", help="one rank per pipeline rank (dp=cp=tp=0)")
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON")
     return parser.parse_intermixed_args(argv)
 

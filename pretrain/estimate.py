@@ -2,12 +2,15 @@
 
     python -m pretrain.estimate model=llama3_405b parallel.tp=8 parallel.pp=16 parallel.dp_shard=128 \
         data.seq_len=8192 training.global_batch_size=2048 training.micro_batch_size=1 [--json]
+    python -m pretrain.estimate model=llama3_405b model.max_seq_len=131072 parallel.tp=8 parallel.cp=16 \
+        parallel.pp=16 parallel.dp_shard=8 data.seq_len=131072 training.global_batch_size=128 ...
 
 `key=value` arguments are overrides of the trainer's own Hydra config (`configs/train.yaml`), so the
 estimate describes exactly the run `pretrain.train` would start with the same overrides; `--flags`
 describe the hardware. Every rank of one pipeline rank's TP x FSDP group holds the same amounts,
-so the estimate is per pipeline rank. Formulas, their sources and the validation against published
-layouts: docs/parallelism_estimates.md.
+so the estimate is per pipeline rank. Context parallelism (parallel.cp) splits every micro-batch's
+tokens over cp ranks and adds its K/V all-gathers (pretrain/estimate_cp.py). Formulas, their
+sources and the validation against published layouts: docs/parallelism_estimates.md.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from parallel.dims import ParallelDims
 from parallel.pipeline import schedule_name, stage_ids
 from pretrain.build import pipeline_split
 from pretrain.configs import ModelArgs
+from pretrain.estimate_cp import comm_line, cp_comm, kv_bytes
 from pretrain.job_config import ConfigError, TrainConfig, compose_config
 from pretrain.preflight import check_layout, model_args
 
@@ -79,9 +83,9 @@ class Estimate:
     num_params: int
     """Parameters of the whole model."""
     world_size: int
-    """GPUs: pp x dp_replicate x dp_shard x tp."""
+    """GPUs: pp x dp_replicate x dp_shard x cp x tp."""
     degrees: dict[str, int]
-    """pp, dp_replicate, dp_shard, tp (dp_shard=-1 resolved)."""
+    """pp, dp_replicate, dp_shard, cp, tp (dp_shard=-1 resolved); FSDP shards over dp_shard x cp."""
     schedule: str
     """Pipeline schedule (irrelevant when pp=1)."""
     stages_per_rank: int
@@ -92,6 +96,8 @@ class Estimate:
     """Micro-batches per step on each data-parallel rank (= per pipeline)."""
     tokens_per_microbatch: int
     """micro_batch_size x seq_len."""
+    tokens_per_rank: int
+    """Tokens of a micro-batch each context rank holds: micro_batch_size x seq_len / cp."""
     dtype: str
     """Compute (FSDP param) dtype: activations and gathered parameters are stored in it."""
     activation_checkpoint: str
@@ -107,11 +113,19 @@ class Estimate:
     peak_tflops: float
     """Dense peak TFLOP/s per GPU in the compute dtype."""
     mfu: float
-    """Assumed MFU while the GPUs compute, outside pipeline bubbles."""
+    """Assumed MFU while the GPUs compute, outside pipeline bubbles and exposed K/V collectives."""
     bubble: float
     """Pipeline idle time as a fraction of the compute time (see `bubble_fraction`)."""
+    cp_gather_bytes: float
+    """Bytes a rank receives in one block's K/V all-gather for one micro-batch (0 without cp)."""
+    cp_comm_bytes: float
+    """Bytes a rank moves per step in K/V all-gathers and reduce-scatters (mean over pp ranks)."""
+    cp_bandwidth_gbs: float
+    """GB/s per rank assumed for them (NVLink inside a node, the NIC across nodes)."""
+    cp_comm_s: float
+    """cp_comm_bytes / cp_bandwidth: exposed, not overlapped with compute (Llama 3 §3.3.2)."""
     step_time_s: float
-    """FLOPs / (world_size x peak x mfu) x (1 + bubble)."""
+    """(FLOPs / (world_size x peak x mfu) + cp_comm_s) x (1 + bubble)."""
 
     @property
     def peak(self) -> RankMemory:
@@ -126,9 +140,14 @@ class Estimate:
         return self.tokens_per_step / self.step_time_s
 
     @property
+    def compute_s(self) -> float:
+        """Step time spent in kernels, bubbles and exposed collectives left out."""
+        return self.flops_per_step / (self.world_size * self.peak_tflops * 1e12 * self.mfu)
+
+    @property
     def mfu_end_to_end(self) -> float:
-        """The MFU a training log would show: the assumed one diluted by the bubble."""
-        return self.mfu / (1 + self.bubble)
+        """The MFU a training log would show: the assumed one diluted by bubble and K/V collectives."""
+        return self.mfu / (1 + self.bubble) * self.compute_s / (self.compute_s + self.cp_comm_s)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -141,6 +160,7 @@ class Estimate:
             tokens_per_s=self.tokens_per_s,
             tokens_per_s_per_gpu=self.tokens_per_s / self.world_size,
             mfu_end_to_end=self.mfu_end_to_end,
+            tflops_per_gpu=self.mfu_end_to_end * self.peak_tflops,
         )
         return out
 
@@ -158,14 +178,18 @@ def stage_params(args: ModelArgs, blocks: int, *, first: bool, last: bool, tp: i
     return blocks * block + embedding + head, max(block if blocks else 0.0, embedding, head)
 
 
-def block_activations(args: ModelArgs, tokens: int, tp: int, dtype_bytes: int, mode: str) -> float:
-    """Bytes one block saves for backward for one micro-batch, per TP rank.
+def block_activations(
+    args: ModelArgs, tokens: int, tp: int, dtype_bytes: int, mode: str, cp: int = 1
+) -> float:
+    """Bytes one block saves for backward for one micro-batch of `tokens` local tokens, per TP rank.
 
     Korthikanti et al. 2022 (Sec. 4.1) adapted to Llama: no dropout masks, flash/flex attention
     (no s^2 scores, a fp32 log-sum-exp per head), fused RMSNorm (keeps its input), SwiGLU (w1 and
     w3 outputs, SiLU output and their product), GQA (k, v are kv_heads wide). Sequence parallelism
     divides all by tp except the norm outputs all-gathered for wq/wk/wv and w1/w3, which DTensor's
-    ColwiseParallel saves whole (Megatron-LM re-gathers them in backward instead).
+    ColwiseParallel saves whole (Megatron-LM re-gathers them in backward instead). Under context
+    parallelism attention saves the all-gathered K and V of the whole row (cp x the local tokens)
+    where it would save the local ones; checkpointed blocks gather them again in backward instead.
     """
     h, kv, f = args.dim, args.kv_heads * args.head_dim, args.ffn_hidden_dim
     lse = 4 * args.n_heads / tp
@@ -175,21 +199,24 @@ def block_activations(args: ModelArgs, tokens: int, tp: int, dtype_bytes: int, m
         per_token = dtype_bytes * ((3 * h + 2 * kv + 2 * f) / tp + 2 * h) + lse
     else:  # 2 norm inputs, q, k, v, attention out, 4 SwiGLU tensors; 2 gathered norm outputs
         per_token = dtype_bytes * ((4 * h + 2 * kv + 4 * f) / tp + 2 * h) + lse
+        return per_token * tokens + (cp - 1) * kv_bytes(args, tokens, tp, dtype_bytes)
     return per_token * tokens
 
 
 def stage_activations(
-    args: ModelArgs, blocks: int, tokens: int, tp: int, dtype_bytes: int, mode: str, every: int, last: bool
+    args: ModelArgs, blocks: int, tokens: int, degrees: tuple, nbytes: int, mode: str, every: int, last: bool
 ) -> float:
-    """Bytes a stage saves for one micro-batch, under parallel.activation_checkpoint `mode`."""
+    """Bytes a stage saves for one micro-batch of `tokens` local tokens, under parallel.activation_checkpoint
+    `mode`; `degrees` = (tp, cp)."""
+    tp, cp = degrees
     if mode == "selective_layer":  # apply_ac checkpoints blocks 0, every, 2*every, ... of each stage
         ckpt = math.ceil(blocks / every)
-        act = ckpt * block_activations(args, tokens, tp, dtype_bytes, "full")
-        act += (blocks - ckpt) * block_activations(args, tokens, tp, dtype_bytes, "none")
+        act = ckpt * block_activations(args, tokens, tp, nbytes, "full", cp)
+        act += (blocks - ckpt) * block_activations(args, tokens, tp, nbytes, "none", cp)
     else:
-        act = blocks * block_activations(args, tokens, tp, dtype_bytes, mode)
+        act = blocks * block_activations(args, tokens, tp, nbytes, mode, cp)
     if last:  # final norm's input and its gathered output (the output projection's input)
-        act += dtype_bytes * tokens * (args.dim / tp + args.dim)
+        act += nbytes * tokens * (args.dim / tp + args.dim)
     return act
 
 
@@ -238,18 +265,18 @@ def _rank_memory(
     """Pipeline rank `r`'s memory; `pipe` = (schedule, stages per rank, blocks per stage, micro-batches)."""
     p = cfg.parallel
     schedule, per_rank, counts, n_micro = pipe
-    tokens, last_stage = cfg.training.micro_batch_size * cfg.data.seq_len, len(counts) - 1
+    tokens, last_stage = cfg.training.micro_batch_size * cfg.data.seq_len // p.cp, len(counts) - 1
     ids = stage_ids(schedule, r, p.pp, per_rank)
     local = unit = 0.0
     acts = []
+    mode, every, degrees = p.activation_checkpoint, p.ac_every, (p.tp, p.cp)
     for s in ids:
         elems, biggest = stage_params(args, counts[s], first=s == 0, last=s == last_stage, tp=p.tp)
         local, unit = local + elems, max(unit, biggest)
-        mode, every = p.activation_checkpoint, p.ac_every
-        acts.append(stage_activations(args, counts[s], tokens, p.tp, nbytes, mode, every, s == last_stage))
+        acts.append(stage_activations(args, counts[s], tokens, degrees, nbytes, mode, every, s == last_stage))
     held = in_flight(schedule, r, p.pp, per_rank, n_micro)
-    fsdp = dims.dp_size > 1  # pretrain.build applies FSDP whenever there is data parallelism
-    state = local / dims.dp_shard if fsdp else local
+    fsdp = dims.fsdp_enabled  # pretrain.build applies FSDP with data or context parallelism
+    state = local / (dims.dp_shard * dims.cp) if fsdp else local  # context ranks shard the state too
     if not fsdp:  # autocast keeps a low-precision copy of every weight for backward
         unsharded = nbytes * local if nbytes < 4 else 0.0
     elif p.pp > 1 and n_micro > 1:  # torch.pipelining defers resharding and reduce-scatter to the last
@@ -275,7 +302,7 @@ def _rank_memory(
         optimizer=0.0 if offload else 8 * state,
         unsharded=unsharded,
         activations=sum(h * a for h, a in zip(held, acts, strict=True)),
-        recompute=block_activations(args, tokens, p.tp, nbytes, "none") if checkpointed else 0.0,
+        recompute=block_activations(args, tokens, p.tp, nbytes, "none", p.cp) if checkpointed else 0.0,
         logits=LOGIT_BYTES * tokens * vocab if last_stage in ids else 0.0,
         in_flight=sum(held),
         host=16 * state if offload else 0.0,
@@ -290,8 +317,10 @@ def estimate(
     peak_tflops: float | None = None,
     mfu: float = 0.40,
     dtype: str | None = None,
+    cp_bandwidth_gbs: float | None = None,
 ) -> Estimate:
-    """Estimate a trainer config; `dtype` (bf16/fp32) overrides training.dtype, peak_tflops metrics'.
+    """Estimate a trainer config; `dtype` (bf16/fp32) overrides training.dtype, peak_tflops metrics',
+    cp_bandwidth_gbs the GB/s of the K/V collectives (default: estimate_cp.default_bandwidth).
 
     Checks the layout as the trainer does (same messages, naming the config key), so an estimate
     exists only for a run `pretrain.train` would start.
@@ -300,7 +329,7 @@ def estimate(
     if world_size is None:
         if p.dp_shard == -1:
             raise ConfigError("parallel.dp_shard=-1 takes the rest of the world size: pass --world-size")
-        world_size = p.pp * p.dp_replicate * p.dp_shard * p.tp
+        world_size = p.pp * p.dp_replicate * p.dp_shard * p.cp * p.tp
     dims = check_layout(cfg, world_size)  # the trainer's own checks
     args = model_args(cfg)
     seq = cfg.data.seq_len
@@ -318,17 +347,19 @@ def estimate(
     tokens_per_step = t.global_batch_size * seq
     flops = float(args.flops_per_token(seq)) * tokens_per_step
     bubble = bubble_fraction(schedule, p.pp, per_rank, n_micro)
+    comm = cp_comm(cfg, args, counts, n_micro, DTYPE_BYTES[dtype], cp_bandwidth_gbs)
     ac = p.activation_checkpoint
     return Estimate(
         model=cfg.model.name,
         num_params=args.num_params(),
         world_size=world_size,
-        degrees={"pp": p.pp, "dp_replicate": p.dp_replicate, "dp_shard": dims.dp_shard, "tp": p.tp},
+        degrees=dict(pp=p.pp, dp_replicate=p.dp_replicate, dp_shard=dims.dp_shard, cp=p.cp, tp=p.tp),
         schedule=schedule,
         stages_per_rank=per_rank,
         blocks_per_stage=counts,
         microbatches=n_micro,
         tokens_per_microbatch=t.micro_batch_size * seq,
+        tokens_per_rank=t.micro_batch_size * seq // p.cp,
         dtype="bfloat16" if DTYPE_BYTES[dtype] == 2 else "float32",
         activation_checkpoint=ac + (f"(every {p.ac_every})" if ac == "selective_layer" else ""),
         ranks=[_rank_memory(cfg, args, dims, pipe, DTYPE_BYTES[dtype], r) for r in range(p.pp)],
@@ -338,7 +369,8 @@ def estimate(
         peak_tflops=peak_tflops,
         mfu=mfu,
         bubble=bubble,
-        step_time_s=flops / (world_size * peak_tflops * 1e12 * mfu) * (1 + bubble),
+        **comm,
+        step_time_s=(flops / (world_size * peak_tflops * 1e12 * mfu) + comm["cp_comm_s"]) * (1 + bubble),
     )
 
 
@@ -348,9 +380,10 @@ def format_table(est: Estimate) -> str:
     pp = d["pp"]
     lines = [
         f"{est.model}: {est.num_params / 1e9:.1f}B params, {est.world_size} GPUs = pp {pp} x dp_replicate "
-        f"{d['dp_replicate']} x dp_shard {d['dp_shard']} x tp {d['tp']}",
-        f"{est.microbatches} micro-batches of {est.tokens_per_microbatch} tokens per step, "
-        f"dtype {est.dtype}, activation checkpoint {est.activation_checkpoint}",
+        f"{d['dp_replicate']} x dp_shard {d['dp_shard']} x cp {d['cp']} x tp {d['tp']}",
+        f"{est.microbatches} micro-batches of {est.tokens_per_microbatch} tokens per step"
+        + (f" ({est.tokens_per_rank} per context rank)" if d["cp"] > 1 else "")
+        + f", dtype {est.dtype}, activation checkpoint {est.activation_checkpoint}",
     ]
     if pp > 1:
         runs = [(k, len(list(g))) for k, g in itertools.groupby(est.blocks_per_stage)]
@@ -378,12 +411,25 @@ def format_table(est: Estimate) -> str:
     lines += [
         f"peak {peak.total / GIB:.1f} GiB on pp rank {peak.pp_rank}: {verdict} {est.gpu_memory_gib:g} GiB",
         "",
-        f"{est.flops_per_step:.3e} FLOPs per step ({est.tokens_per_step} tokens); at MFU {est.mfu:.2f} "
-        f"of {est.peak_tflops:g} TFLOP/s and a {est.bubble:.1%} pipeline bubble: "
-        f"{est.step_time_s:.2f} s per step, {est.tokens_per_s:,.0f} tokens/s "
-        f"({est.tokens_per_s / est.world_size:,.0f} per GPU), end-to-end MFU {est.mfu_end_to_end:.1%}",
+        *_speed_lines(est),
     ]
     return "\n".join(lines)
+
+
+def _speed_lines(est: Estimate) -> list[str]:
+    """FLOPs, the K/V collectives of context parallelism (if any) and the resulting step time."""
+    lines, exposed = [], ""
+    if est.degrees["cp"] > 1:
+        lines.append(comm_line(est))
+        exposed = f" plus {est.cp_comm_s:.2f} s of K/V collectives"
+    lines.append(
+        f"{est.flops_per_step:.3e} FLOPs per step ({est.tokens_per_step} tokens); at MFU {est.mfu:.2f} "
+        f"of {est.peak_tflops:g} TFLOP/s{exposed} and a {est.bubble:.1%} pipeline bubble: "
+        f"{est.step_time_s:.2f} s per step, {est.tokens_per_s:,.0f} tokens/s "
+        f"({est.tokens_per_s / est.world_size:,.0f} per GPU), end-to-end MFU {est.mfu_end_to_end:.1%} "
+        f"({est.mfu_end_to_end * est.peak_tflops:.0f} TFLOP/s per GPU)"
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, help=peak_help)
     parser.add_argument("--mfu", type=float, default=0.40, help="MFU outside pipeline bubbles (default 0.40)")
     parser.add_argument("--dtype", choices=sorted(DTYPE_BYTES), help="compute dtype (default training.dtype)")
+    cp_help = (
+        "GB/s per GPU of the K/V collectives (default 450: NVLink if tp*cp <= 8, else 50: a 400 Gb/s NIC)"
+    )
+    parser.add_argument("--cp-bandwidth-gbs", type=float, help=cp_help)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ns = parser.parse_intermixed_args(argv)
     try:
@@ -405,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
             peak_tflops=ns.peak_tflops,
             mfu=ns.mfu,
             dtype=ns.dtype,
+            cp_bandwidth_gbs=ns.cp_bandwidth_gbs,
         )
     except ValueError as e:  # ConfigError (bad overrides or layout) or a model shape: one line
         print(f"error: {e}", file=sys.stderr)

@@ -29,7 +29,7 @@ from pretrain.stage_data import StageLoader, apportion
 if TYPE_CHECKING:
     from torch import nn
 
-    from pretrain.train import Run
+    from pretrain.run import Run
 
 STAGED_KEYS = ("stages", "training.steps", "training.global_batch_size", "data.path", "data.seq_len")
 """Keys whose effect on a staged run the resolved stages describe (compared per stage on resume)."""
@@ -168,11 +168,15 @@ def stage_error(stage: Stage, error: Exception) -> ConfigError:
 
 
 def stage_configs(cfg: TrainConfig, pipelined: bool) -> list[tuple[Stage, TrainConfig]]:
-    """Every stage with its view of the config, for preflight.check_layout to check in the layout."""
+    """The stages this invocation may run (those beginning by training.steps), each with its view of
+    the config, for preflight.check_layout to check in the layout. Later stages are checked by the
+    invocation that runs them, in its own layout (a long-context stage may need parallel.cp)."""
     check_stage_config(cfg)
     base = (cfg.training.global_batch_size, cfg.data.seq_len)
     out = []
     for stage in plan_stages(cfg):
+        if stage.first > cfg.training.steps:
+            break
         if pipelined and cfg.validation.path and stage.shape != base:
             raise ConfigError(
                 f"{stage.key} {stage.name!r}: validation through a pipeline runs the schedule of "

@@ -10,30 +10,24 @@ plain `python -m pretrain.train` too.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from torch.distributed.tensor.parallel import loss_parallel
 
-from data_pipeline.tokenizer import AnyTokenizer
 from parallel.dims import ParallelDims
 from parallel.utils import clip_grad_norm_, set_determinism
 from pretrain.build import DTYPES, build_optimizer, init_model
 from pretrain.checkpoint import Checkpointer
-from pretrain.configs import ModelArgs
-from pretrain.data import PackedDataset, StepLoader
+from pretrain.data import StepLoader
 from pretrain.ema import WeightEma
 from pretrain.eval.in_loop import eval_due, evaluate_in_loop, metric_keys, summary_line
 from pretrain.fault import (
@@ -43,7 +37,6 @@ from pretrain.fault import (
     EXIT_OK,
     EXIT_PREEMPTED,
     SpikeDetector,
-    StepHooks,
     StopSignals,
     TrainingStopped,
     Watchdog,
@@ -64,67 +57,10 @@ from pretrain.preflight import (
     open_data,
     resume_step,
 )
+from pretrain.run import Run, TrainResult
 from pretrain.sampling import full_state_dict, sample
-from pretrain.stages import Stage, enter_stage, lr_schedule, plan_stages, resumed_loader
-from pretrain.step import Pipeline, pipeline_train_step, train_step, validate
-
-
-@dataclass
-class TrainResult:
-    """What a finished run reports back (tests compare these across layouts)."""
-
-    losses: list[float] = field(default_factory=list)
-    val_losses: dict[int, float] = field(default_factory=dict)
-    evals: dict[int, dict[str, float]] = field(default_factory=dict)
-    """metrics.jsonl's `eval/...` keys of every evaluated step."""
-    sample: str | None = None
-
-
-@dataclass
-class Run:
-    """Everything the step loop uses, built once by `build_run`."""
-
-    cfg: TrainConfig
-    dims: ParallelDims
-    rank: int
-    world_size: int
-    device: torch.device
-    args: ModelArgs
-    parts: list[nn.Module]
-    pipe: Pipeline | None
-    optimizers: list[torch.optim.Optimizer]
-    schedulers: list
-    loader: StepLoader
-    val_loader: StepLoader | None
-    tokenizer: AnyTokenizer | None
-    ckpt: Checkpointer
-    logger: MetricsLogger
-    hooks: StepHooks
-    start: int
-    """Step of the checkpoint this run resumed from (0: a fresh start)."""
-    autocast: Callable = contextlib.nullcontext
-    loss_ctx: Callable = contextlib.nullcontext
-    step: int = 0
-    """The step in progress (for exit.json when something fails)."""
-    skipped: int = 0
-    """Non-finite steps skipped so far."""
-    ema: WeightEma | None = None
-    """The EMA of the weights (ema.enabled), updated after each applied optimizer step."""
-    plan: list[Stage] = field(default_factory=list)
-    """The training stages, resolved (pretrain/stages.py); empty without `stages`."""
-    stage_data: dict[str, PackedDataset] = field(default_factory=dict)
-    """Every stage's packed directories, opened by preflight."""
-    stage: Stage | None = None
-    """The stage in progress (`enter_stage` sets it)."""
-
-    @functools.cached_property
-    def params(self) -> list[nn.Parameter]:
-        """Every parameter of this rank's parts (listed once: the loop clips them every step)."""
-        return [q for part in self.parts for q in part.parameters()]
-
-    def close(self) -> None:
-        self.ckpt.close()
-        self.logger.close()
+from pretrain.stages import enter_stage, lr_schedule, plan_stages, resumed_loader
+from pretrain.step import pipeline_train_step, train_step, validate
 
 
 def init_distributed() -> tuple[int, int, torch.device]:
@@ -234,7 +170,7 @@ def describe(run: Run) -> str:
         f"model {cfg.model.name}: {run.args.num_params() / 1e6:.1f}M params, world_size={run.world_size}, "
         f"dp={dims.dp_size} cp={dims.cp} tp={dims.tp} pp={dims.pp}, "
         f"micro-batches per step={run.loader.accumulation_steps}, "
-        f"{len(run.loader.dataset)} train sequences of {cfg.data.seq_len} tokens"
+        f"{len(run.loader.dataset)} train sequences of {run.loader.dataset.seq_len} tokens"
         + (f", resuming after step {run.start}" if run.start else "")
     )
 

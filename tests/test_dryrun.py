@@ -1,4 +1,4 @@
-"""`python -m pretrain.dryrun`: real shard shapes of a TP x PP x FSDP layout, on a fake process group."""
+"""`python -m pretrain.dryrun`: real shard shapes of a TP x CP x PP x FSDP layout, on a fake process group."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ LAYOUT_8B = [
     "training.global_batch_size=16", "training.micro_batch_size=1",
 ]  # fmt: skip
 TP, PP, DP = 8, 4, 4
+LLAMA3_405B = ["model=llama3_405b", "parallel.tp=8", "parallel.pp=16", "training.micro_batch_size=1"]
 COLWISE = ("attention.wq", "attention.wk", "attention.wv", "feed_forward.w1", "feed_forward.w3", "output")
 ROWWISE = ("attention.wo", "feed_forward.w2")
 
@@ -48,15 +49,15 @@ def last_rank() -> dict:
     return dryrun_json(*LAYOUT_8B, "--rank", "127")
 
 
-def expected_local(name: str, shape: list[int]) -> list[int]:
+def expected_local(name: str, shape: list[int], tp: int = TP, fsdp: int = DP) -> list[int]:
     """TP plan (parallel.tensor_parallel), then FSDP2 shards dim 0 of the TP-local tensor."""
     module = name.removesuffix(".weight")
     local = list(shape)
     if module.endswith(COLWISE) or module == "tok_embeddings":  # split by output rows / vocab rows
-        local[0] //= TP
+        local[0] //= tp
     elif module.endswith(ROWWISE):  # split by input features
-        local[1] //= TP
-    local[0] //= DP  # norms: TP-replicated, FSDP-sharded only
+        local[1] //= tp
+    local[0] //= fsdp  # norms: TP-replicated, FSDP-sharded only
     return local
 
 
@@ -64,14 +65,14 @@ def test_stage_layers_follow_the_pipeline_split(stage_reports, last_rank):
     split = split_layers(32, PP, last_extra=1.0)  # configs/parallel/default.yaml's pp_last_stage_extra
     assert [r["rank"] for r in stage_reports] == [0, 32, 64, 96]
     for pp, r in enumerate(stage_reports):
-        assert r["coords"] == {"pp": pp, "dp_replicate": 0, "dp_shard": 0, "tp": 0}
+        assert r["coords"] == {"pp": pp, "dp_replicate": 0, "dp_shard": 0, "cp": 0, "tp": 0}
         assert [s["stage"] for s in r["stages"]] == [pp]
         assert r["stages"][0]["layers"] == split[pp]
         blocks = {
             int(p["name"].split(".")[1]) for p in r["stages"][0]["params"] if p["name"].startswith("layers.")
         }
         assert blocks == set(split[pp])
-    assert last_rank["coords"] == {"pp": 3, "dp_replicate": 0, "dp_shard": 3, "tp": 7}
+    assert last_rank["coords"] == {"pp": 3, "dp_replicate": 0, "dp_shard": 3, "cp": 0, "tp": 7}
     assert last_rank["stages"][0]["layers"] == split[-1]
 
 
@@ -136,14 +137,42 @@ def test_bad_layouts_exit_2_with_a_message(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_405b_middle_stage_fits_its_share():
-    """Llama 3 405B on 16384 ranks (TP8 x PP16 x DP128): rank 9000 is pp 8, dp 101, tp 0."""
-    layout = ["model=llama3_405b", "parallel.tp=8", "parallel.pp=16", "parallel.dp_shard=128"]
-    batch = ["training.global_batch_size=2048", "training.micro_batch_size=1"]
-    r = dryrun_json(*layout, *batch, "data.seq_len=8192", "--rank", "9000")
+@pytest.fixture(scope="module")
+def rank_9000_8k() -> dict:
+    """Llama 3 405B on 16384 ranks (TP8 x PP16 x DP128, Table 4's 8K row): rank 9000."""
+    args = ["parallel.dp_shard=128", "data.seq_len=8192", "training.global_batch_size=2048"]
+    return dryrun_json(*LLAMA3_405B, *args, "--rank", "9000")
+
+
+def test_405b_middle_stage_fits_its_share(rank_9000_8k):
+    r = rank_9000_8k
     assert r["world_size"] == 16384
-    assert r["coords"] == {"pp": 8, "dp_replicate": 0, "dp_shard": 101, "tp": 0}
+    assert r["coords"] == {"pp": 8, "dp_replicate": 0, "dp_shard": 101, "cp": 0, "tp": 0}
     assert len(r["stages"][0]["layers"]) == 8
     share = PUBLISHED_PARAMS["llama3_405b"] * 4 / 16384
     assert r["param_bytes"] == pytest.approx(share, rel=0.1)
     assert r["total_bytes"] < 80 * 2**30 / 100  # model state is < 1% of an H100: activations dominate
+
+
+def test_405b_long_context_layout_shards_over_dp_shard_times_cp(rank_9000_8k):
+    """Table 4's 131K row, TP8 x CP16 x PP16 x DP8 on 16384 ranks: rank 9000 is pp 8, dp 6, cp 5.
+
+    FSDP shards over dp_shard x cp = 128 ranks, so every shard is 1/128 of the TP-local tensor,
+    exactly what dp_shard=128 gives the 8K layout; every block's attention gathers K/V over cp.
+    """
+    args = ["parallel.cp=16", "parallel.dp_shard=8", "model.max_seq_len=131072", "data.seq_len=131072"]
+    r = dryrun_json(*LLAMA3_405B, *args, "training.global_batch_size=128", "--rank", "9000")
+    assert r["world_size"] == 16384
+    assert r["degrees"] == {"pp": 16, "dp_replicate": 1, "dp_shard": 8, "cp": 16, "tp": 8}
+    assert r["coords"] == {"pp": 8, "dp_replicate": 0, "dp_shard": 6, "cp": 5, "tp": 0}
+    assert r["fsdp_shards"] == 8 * 16
+    stage = r["stages"][0]
+    assert stage["layers"] == rank_9000_8k["stages"][0]["layers"]
+    assert stage["kv_gather_blocks"] == len(stage["layers"]) == 8
+    assert rank_9000_8k["stages"][0]["kv_gather_blocks"] == 0
+    for p in stage["params"]:
+        assert p["local_shape"] == expected_local(p["name"], p["global_shape"], tp=8, fsdp=128), p
+    wq = next(p for p in stage["params"] if p["name"].endswith("attention.wq.weight"))
+    assert wq["local_shape"] == [16384 // 8 // (8 * 16), 16384]
+    assert r["param_bytes"] == rank_9000_8k["param_bytes"]
+    assert r["total_bytes"] == 4 * r["param_bytes"]

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from conftest import REPO, compose, tiny_overrides
 
 from pretrain import train as train_module
+from pretrain.fault import StepHooks
 from pretrain.job_config import ConfigError
 from pretrain.lr import lr_multiplier
 from pretrain.train import main, train
@@ -203,7 +204,7 @@ def test_trainer_estimator_dryrun_and_submit_reject_alike(packed_data, tmp_path,
 def test_the_loop_reaches_faults_only_through_step_hooks(packed_data, tmp_path, monkeypatch):
     calls = []
 
-    class Recorder(train_module.StepHooks):
+    class Recorder(StepHooks):
         def before_step(self, step):
             calls.append(("before", step))
 
