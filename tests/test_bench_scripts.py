@@ -43,3 +43,8 @@ def test_bench_eval_smoke_runs():
 def test_bench_annotate_smoke_runs():
     out = run_smoke("bench_annotate.py")
     assert "| random Llama |" in out and "Projected cost of 500,000 labels" in out
+
+
+def test_bench_cp_smoke_runs():
+    out = run_smoke("bench_cp.py")
+    assert "| cp1 | 1 |" in out and "| cp2 | 2 |" in out
