@@ -77,3 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Interrupted):
         print(f"{PROG}: interrupted; finished shards are kept, re-run the command to resume", file=sys.stderr)
         return 130
+    finally:
+        if getattr(args, "executor", None) == "ray":
+            from data_pipeline.executors.ray import shutdown
+
+            shutdown()  # leave the Ray cluster (a local one this command started stops)

@@ -183,6 +183,14 @@ class FilterStage:
     on_bad_input: str = param("fail", _ON_BAD_INPUT, choices=ON_BAD_INPUT)
 
 
+# Documents per connected-components partition by default (`DedupStage.cc_partitions`). The
+# duplicate pairs left after the buckets stage are ~0.66 edges per clustered document, and a task
+# holds its partition's edges at both ends, ~100 bytes each with sort buffers (~135 for the
+# one-task K = 1; bench/bench_dedup_cc.py): under ~1.1 GB per task even if every document were
+# clustered.
+DOCS_PER_CC_PARTITION = 8_000_000
+
+
 @dataclasses.dataclass
 class DedupStage:
     method: str = param(
@@ -237,6 +245,11 @@ class DedupStage:
     partitions: int | None = param(None, "bucket partitions (None: by rows_per_partition)", bounds="[1, inf)")
     # 4M rows x 16 bytes = 64 MB of keys per partition; sorting and labelling take a few times that.
     rows_per_partition: int = param(4_000_000, "bucket rows one task sorts in memory", bounds="[1, inf)")
+    cc_partitions: int | None = param(
+        None,
+        f"minhash: connected-components partitions (None: one per {DOCS_PER_CC_PARTITION:,} documents)",
+        bounds="[1, inf)",
+    )
     batch_rows: int = param(DEFAULT_BATCH_ROWS, "documents per processing batch", bounds="[1, inf)")
     rows_per_file: int | None = param(None, _ROWS_PER_FILE, bounds="[1, inf)")
     write_dropped: bool = param(False, "also write dropped documents to OUT/dropped/")

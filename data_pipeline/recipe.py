@@ -32,6 +32,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from data_pipeline.config import STAGES, PackSource, Recipe, check_fields, defaults
+from data_pipeline.executors.local import LOCAL, Executor
 from data_pipeline.io import atomic_write_text, list_parquet
 from data_pipeline.stages import build_steps, parse_step_specs, print_summary, run_filter, with_size_step
 
@@ -213,10 +214,12 @@ def run_recipe(
     stage: str | None = None,
     rank: int = 0,
     world_size: int = 1,
+    executor: Executor = LOCAL,
 ) -> Path:
     """Run every stage of a recipe in order (or only `stage`, units[rank::world_size] of it).
 
-    Returns the last data stage's output (the selected stage's output with `stage`).
+    `executor` runs each stage's units (the next stage starts when they are all done) and the
+    whole-directory stages. Returns the last data stage's output (the selected stage's with `stage`).
     """
     cfg = load_recipe(path, overrides)
     stages = parse_stages(cfg, str(path))
@@ -239,7 +242,7 @@ def run_recipe(
         split = f" [task {rank} of {world_size}]" if world_size > 1 else ""
         print(f"== stage {p.stage.index}: {p.stage.kind}{sub}{split} -> {p.output}")
         runner = _RUNNERS[p.stage.kind]
-        runner(p.stage, p.input, p.output, workers, p.tokenizer, overwrite, progress, part=part)
+        runner(p.stage, p.input, p.output, workers, p.tokenizer, overwrite, progress, part, executor)
     if stage is not None:
         return selected[0].output
     data = [p.output for p in planned if p.stage.kind != "train_tokenizer"]
@@ -252,9 +255,12 @@ def _record(root: Path, stage: Stage, config: dict) -> tuple[Path, bool]:
     return record, record.is_file() and json.loads(record.read_text()) == config
 
 
-def _shard_io(p: dict, workers: int, overwrite: bool, progress: bool, part: StagePart) -> dict:
+def _shard_io(
+    p: dict, workers: int, overwrite: bool, progress: bool, part: StagePart, executor: Executor
+) -> dict:
     """The I/O options every shard-rewriting stage (filter, dedup) takes from its recipe entry."""
     return {
+        "executor": executor,
         "workers": workers,
         "batch_rows": p["batch_rows"],
         "rows_per_file": p["rows_per_file"],
@@ -272,33 +278,30 @@ def _one_task(stage: Stage, part: StagePart) -> None:
         raise ValueError(f"stage {stage.index} ({stage.kind}) runs as one task, not {part.world_size}")
 
 
-def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
+def _run_filter(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part, executor) -> Path:
     p = stage.params
     summary = run_filter(
         current,
         out,
         parse_step_specs(p["steps"]),
-        **_shard_io(p, workers, overwrite, progress, part),
+        **_shard_io(p, workers, overwrite, progress, part, executor),
     )
     print_summary(summary, out)
     return out
 
 
-def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
-    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
+def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part, executor) -> Path:
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, sized_plan, stage_names
     from data_pipeline.dedup.tasks import DedupConfig
     from data_pipeline.guard import DEDUP_WORK_DIR
 
     p = stage.params
     cfg = DedupConfig.from_options(p)
-    if part.sub is not None and part.sub.startswith("merge-"):
-        # A launcher that submits before this stage's input exists sizes the merge rounds for the
-        # largest possible input; rounds this input does not have are no-ops.
-        partitions = p["partitions"]
-        plan_file = out / DEDUP_WORK_DIR / "plan.json"
-        if partitions is None and plan_file.is_file():
-            partitions = json.loads(plan_file.read_text())["partitions"]
-        names = stage_names(list_parquet(current), cfg, partitions, p["rows_per_partition"])
+    if part.sub is not None and part.sub.startswith("cc-"):
+        # A launcher that submits before this stage's input exists sizes the components rounds for
+        # the largest possible input; rounds this input does not have are no-ops.
+        sizes = (p["partitions"], p["rows_per_partition"], p["cc_partitions"])
+        names = stage_names(cfg, sized_plan(list_parquet(current), cfg, *sizes, out / DEDUP_WORK_DIR))
         if part.sub not in names:
             print(f"dedup stage {part.sub}: not in this run ({' '.join(names)}); nothing to do")
             return out
@@ -306,16 +309,19 @@ def _run_dedup(stage: Stage, current, out, workers, tokenizer, overwrite, progre
         current,
         out,
         cfg,
-        **_shard_io(p, workers, overwrite, progress, part),
+        **_shard_io(p, workers, overwrite, progress, part, executor),
         stage=part.sub,
         partitions=p["partitions"],
         rows_per_partition=p["rows_per_partition"],
+        cc_partitions=p["cc_partitions"],
     )
     print_dedup_summary(summary, out)
     return out
 
 
-def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
+def _run_train_tokenizer(
+    stage: Stage, current, out, workers, tokenizer, overwrite, progress, part, executor
+) -> Path:
     from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
 
     _one_task(stage, part)
@@ -325,15 +331,19 @@ def _run_train_tokenizer(stage: Stage, current, out, workers, tokenizer, overwri
     if done and model.is_file() and not overwrite:
         print(f"done already ({model})")
         return model
-    train_tokenizer_from_parquet(
-        list_parquet(current), stage.params["vocab_size"], model, max_chars=stage.params["max_chars"]
+    executor.call(
+        train_tokenizer_from_parquet,
+        list_parquet(current),
+        stage.params["vocab_size"],
+        model,
+        max_chars=stage.params["max_chars"],
     )
     atomic_write_text(record, json.dumps(config, sort_keys=True) + "\n")
     print(f"wrote {model}")
     return model
 
 
-def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part) -> Path:
+def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progress, part, executor) -> Path:
     from data_pipeline.pack import pack
     from data_pipeline.tokenizer import load_tokenizer
 
@@ -351,7 +361,8 @@ def _run_pack(stage: Stage, current, out, workers, tokenizer, overwrite, progres
     if done and (out / "manifest.json").is_file() and not overwrite:
         print(f"done already ({out})")
         return out
-    manifest = pack(
+    manifest = executor.call(
+        pack,
         inputs,
         out,
         load_tokenizer(tok_path),

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from data_pipeline.config import ON_BAD_INPUT, FilterStage, Recipe
-from data_pipeline.executors.local import run_local
+from data_pipeline.executors.local import LOCAL, Executor
 from data_pipeline.filters.base import Step, build_step
 from data_pipeline.guard import STAGE_FILE, check_io, remove_stage_output, sync_with_input
 from data_pipeline.io import create_text_once, list_parquet
@@ -162,13 +162,14 @@ def run_filter(
     rank: int = 0,
     world_size: int = 1,
     allow_incomplete: bool = False,
+    executor: Executor = LOCAL,
 ) -> dict:
     """Run filter steps over the shards of `input` into `output`; returns (and writes) stats.json.
 
     With `world_size` > 1 this call takes only shards[rank::world_size] (one task of a job array);
     stats.json then covers every shard finished so far, by any task, and counts the pending ones.
     Shards whose input changed since they finished are redone, and the output of shards no longer
-    in the input is deleted (`guard.sync_with_input`).
+    in the input is deleted (`guard.sync_with_input`). `executor` runs the shards (`--executor`).
     """
     check_run_options(
         on_bad_input,
@@ -203,7 +204,7 @@ def run_filter(
         if step.needs_fit():
             step.fit(_all_texts(shards, on_bad_input == "skip", f"{step.name}: fit", progress))
     task = FilterTask(built, out_dir, batch_rows, rows_per_file, write_dropped, on_bad_input == "skip")
-    result = run_local(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
+    result = executor.run(task, mine, workers=workers, skip_bad=on_bad_input == "skip", progress=progress)
     finished = result.finished
     if world_size > 1:
         finished = [m for s in shards if (m := read_marker(out_dir, s)) is not None]

@@ -48,3 +48,8 @@ def test_bench_annotate_smoke_runs():
 def test_bench_cp_smoke_runs():
     out = run_smoke("bench_cp.py")
     assert "| cp1 | 1 |" in out and "| cp2 | 2 |" in out
+
+
+def test_bench_dedup_cc_smoke_runs():
+    out = run_smoke("bench_dedup_cc.py")
+    assert "byte-identical for every K: True" in out and "Labels identical for every K: True" in out

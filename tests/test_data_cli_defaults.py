@@ -88,6 +88,7 @@ CLI: dict[str, dict[str, Field | Callable[[], Any]]] = {
         **_shard_stage(DedupStage),
         **_same_names(DedupStage, "method", "annotate", "bands", "rows", "seed", "verify_threshold"),
         **_same_names(DedupStage, "url_column", "timestamp_column", "partitions", "rows_per_partition"),
+        **_same_names(DedupStage, "cc_partitions"),
         **_same_names(DedupStage, "encoder", "max_tokens", "embed_dtype", "eps", "eps_sweep", "clusters"),
         **_same_names(DedupStage, "docs_per_cluster", "keep", "kmeans_sample", "kmeans_iterations"),
         **_same_names(DedupStage, "kmeans_backend", "rounds"),
@@ -146,7 +147,8 @@ API: list[tuple[Callable[..., Any], type, tuple[str, ...]]] = [
     (
         run_dedup,
         DedupStage,
-        ("batch_rows", "rows_per_file", "write_dropped", "on_bad_input", "partitions", "rows_per_partition"),
+        ("batch_rows", "rows_per_file", "write_dropped", "on_bad_input", "partitions", "rows_per_partition")
+        + ("cc_partitions",),
     ),
     (run_dedup, Recipe, ("workers",)),
     (MinHashConfig, DedupStage, ("ngram_size", "bands", "rows", "seed")),

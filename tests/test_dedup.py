@@ -21,6 +21,7 @@ from data_pipeline.dedup.clusters import doc_key
 from data_pipeline.dedup.exact import NO_ORDER, canonical_url, keeper_order, text_hashes
 from data_pipeline.dedup.minhash import MinHashConfig
 from data_pipeline.dedup.run import run_dedup
+from data_pipeline.dedup.stars import round_limit
 from data_pipeline.dedup.tasks import DedupConfig, _group_keepers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +212,7 @@ def test_stages_as_job_array_tasks_equal_one_run(tmp_path):
     out = tmp_path / "array"
     args = ["dedup", "--input", str(path), "--output", str(out), "--partitions", "5", "--quiet"]
     assert main([*args, "--list-stages"]) == 0
-    names = ["hash", "buckets", "merge-0", "merge-1", "remove"]
+    names = ["hash", "buckets", "components", "remove"]  # K = 1: no rounds (tests/test_dedup_components.py)
     with pytest.raises(ValueError, match="needs stage hash finished first"):
         run_dedup(path, out, DedupConfig(), progress=False, partitions=5, stage="buckets")
     for stage in names:
@@ -242,23 +243,23 @@ def test_stages_as_job_array_tasks_equal_one_run(tmp_path):
 
 
 def test_list_stages_prints_the_stage_sequence(tmp_path, capsys):
-    path, _ = corpus(tmp_path / "in")
-    assert (
-        main(
-            [
-                "dedup",
-                "--input",
-                str(path),
-                "--output",
-                str(tmp_path / "o"),
-                "--partitions",
-                "4",
-                "--list-stages",
-            ]
-        )
-        == 0
-    )
-    assert capsys.readouterr().out.split() == ["hash", "buckets", "merge-0", "merge-1", "remove"]
+    path, texts = corpus(tmp_path / "in")
+    args = ["dedup", "--input", str(path), "--output", str(tmp_path / "o"), "--partitions", "4"]
+    args.append("--list-stages")
+    assert main(args) == 0
+    assert capsys.readouterr().out.split() == ["hash", "buckets", "components", "remove"]
+    # K = 2: large-star and small-star steps, up to round_limit(documents) large-stars.
+    assert main([*args, "--cc-partitions", "2"]) == 0
+    steps = 2 * round_limit(len(texts)) - 1
+    assert capsys.readouterr().out.split() == [
+        "hash",
+        "buckets",
+        *(f"cc-{i}" for i in range(steps)),
+        "components",
+        "remove",
+    ]
+    assert main([*args, "--method", "exact"]) == 0
+    assert capsys.readouterr().out.split() == ["hash", "buckets", "remove"]  # groups never span partitions
 
 
 def test_rerun_resumes_and_killed_run_gives_identical_output(tmp_path):

@@ -1,4 +1,4 @@
-"""MinHash clustering: edges, components vs a brute-force union-find, tree-reduction merges, results."""
+"""MinHash clustering: edges, components vs a brute-force union-find, partitions joined, results."""
 
 from __future__ import annotations
 
@@ -184,70 +184,38 @@ def test_planted_band_collisions() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Merging
+# Joining partitions (what the buckets stage hands to the rounds of tests/test_dedup_components.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_reduction_rounds_plan() -> None:
-    assert C.reduction_rounds(1) == []
-    assert C.reduction_rounds(2) == [[[0, 1]]]
-    assert C.reduction_rounds(3) == [[[0, 1, 2]]]
-    assert C.reduction_rounds(5) == [[[0, 1], [2, 3, 4]], [[0, 1]]]
-    assert C.reduction_rounds(8) == [[[0, 1], [2, 3], [4, 5], [6, 7]], [[0, 1], [2, 3]], [[0, 1]]]
-    for p in range(1, 70):
-        plan = C.reduction_rounds(p)
-        assert len(plan) == int(np.floor(np.log2(p)))
-        width = p
-        for tasks in plan:  # every output consumed exactly once, 2-3 inputs per task
-            assert sorted(i for t in tasks for i in t) == list(range(width))
-            assert all(2 <= len(t) <= 3 for t in tasks)
-            width = len(tasks)
-        assert width == 1
-    with pytest.raises(ValueError):
-        C.reduction_rounds(0)
+def forest_edges(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A partition's forest as edges (node, root), node != root: what the buckets stage sends on."""
+    nodes, roots = C.connected_components(src, dst)
+    linked = nodes != roots
+    return nodes[linked], roots[linked]
 
 
 @pytest.mark.parametrize("n_parts", [1, 2, 3, 5, 8])
-def test_tree_reduction_equals_global_union_find(n_parts: int) -> None:
+def test_forest_edges_of_partitions_equal_global_union_find(n_parts: int) -> None:
     rng = np.random.default_rng(n_parts)
     src, dst = random_edges(rng, 3000, 2500)
     part = rng.integers(0, n_parts, len(src))
-    forests = [C.connected_components(src[part == p], dst[part == p]) for p in range(n_parts)]
-    nodes, roots = C.tree_reduce(forests)
-    g_nodes, g_roots = C.connected_components(src, dst)
+    forests = [forest_edges(src[part == p], dst[part == p]) for p in range(n_parts)]
+    nodes, roots = C.connected_components(*(np.concatenate(x) for x in zip(*forests, strict=True)))
+    g_nodes, g_roots = C.connected_components(src[src != dst], dst[src != dst])
     assert np.array_equal(nodes, g_nodes) and np.array_equal(roots, g_roots)
-    assert as_map(nodes, roots) == brute_components(list(zip(src.tolist(), dst.tolist(), strict=True)))
-    # One flat merge, and merging in reverse order, agree as well.
-    for order in (forests, forests[::-1]):
-        m_nodes, m_roots = C.merge_forests(order)
-        assert np.array_equal(m_nodes, g_nodes) and np.array_equal(m_roots, g_roots)
+    edges = [(a, b) for a, b in zip(src.tolist(), dst.tolist(), strict=True) if a != b]
+    assert as_map(nodes, roots) == brute_components(edges)
 
 
-def test_chain_split_across_partitions_merges() -> None:
+def test_chain_split_across_partitions_joins() -> None:
     a, b, c = C.doc_key([2, 0, 1], [0, 9, 4])  # smallest is b
-    f1 = C.connected_components(np.array([a]), np.array([b]))
-    f2 = C.connected_components(np.array([b]), np.array([c]))
-    assert as_map(*f1) == {int(b): int(b), int(a): int(b)}
-    nodes, roots = C.merge_forests([f1, f2])
+    f1 = forest_edges(np.array([a]), np.array([b]))
+    f2 = forest_edges(np.array([b]), np.array([c]))
+    assert f1[0].tolist() == [int(a)] and f1[1].tolist() == [int(b)]
+    nodes, roots = C.connected_components(np.concatenate((f1[0], f2[0])), np.concatenate((f1[1], f2[1])))
     assert as_map(nodes, roots) == {int(a): int(b), int(b): int(b), int(c): int(b)}
     assert C.removal_keys(nodes, roots).tolist() == sorted([int(a), int(c)])
-    # Two partitions that only share a node through a third: a-x, y-c, x-y.
-    x, y = C.doc_key([5, 6], [0, 0])
-    parts = [(np.array([a]), np.array([x])), (np.array([y]), np.array([c])), (np.array([x]), np.array([y]))]
-    nodes, roots = C.tree_reduce([C.connected_components(s, d) for s, d in parts])
-    assert set(roots.tolist()) == {int(min(a, c, x, y))}
-
-
-def test_merge_empty_inputs() -> None:
-    empty = (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-    for forests in ([], [empty], [empty, empty, empty]):
-        nodes, roots = C.tree_reduce(forests)
-        assert len(nodes) == len(roots) == 0
-    f = C.connected_components(np.array([3], np.uint64), np.array([1], np.uint64))
-    nodes, roots = C.merge_forests([empty, f, empty])
-    assert as_map(nodes, roots) == {1: 1, 3: 1}
-    with pytest.raises(ValueError):
-        C.merge_forests([(np.zeros(2, np.uint64), np.zeros(1, np.uint64))])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from slurm_cluster import slurm_cluster  # noqa: F401
 
 from data_pipeline.cli import build_parser, main
 from data_pipeline.commands.info import SAMPLE_DIR
+from data_pipeline.dedup.stars import round_limit
 from data_pipeline.executors.slurm import TASK_ID, SlurmError, SlurmOptions, compress_indices, missing_ranks
 from data_pipeline.recipe import run_recipe
 
@@ -214,20 +215,23 @@ def test_array_index_helpers():
 def test_dedup_dry_run_chains_one_array_per_stage(tmp_path, capsys):
     out_dir = tmp_path / "dd"
     common = ["dedup", "--input", str(SAMPLE_DIR), "--output", str(out_dir), "--partitions", "5"]
+    common += ["--cc-partitions", "2"]
     assert main([*common, "--list-stages"]) == 0
     stages = capsys.readouterr().out.split()
-    assert stages == ["hash", "buckets", "merge-0", "merge-1", "remove"]
+    # The components rounds up to their limit for 814 documents (later ones find nothing to do).
+    rounds = [f"cc-{i}" for i in range(2 * round_limit(814) - 1)]
+    assert stages == ["hash", "buckets", *rounds, "components", "remove"]
     scripts, text = _dry_run(capsys, *common, "--tasks", "3")
     assert list(scripts) == [f"andes-dedup-{s}" for s in stages] + ["andes-dedup-stats"]
     arrays = {
         n: re.search(r"#SBATCH --array=(\S+)", s).group(1) for n, s in scripts.items() if "--array" in s
     }
-    # hash/remove: 4 shards; buckets: 5 partitions; merge-0: 2 tasks; merge-1: 1 task.
+    # hash/remove: 4 shards; buckets: 5 partitions; cc-*: 2 partitions; components: 1 task.
     assert arrays == {
         "andes-dedup-hash": "0-2",
         "andes-dedup-buckets": "0-2",
-        "andes-dedup-merge-0": "0-1",
-        "andes-dedup-merge-1": "0",
+        **{f"andes-dedup-{r}": "0-1" for r in rounds},
+        "andes-dedup-components": "0",
         "andes-dedup-remove": "0-2",
     }
     for name, stage in zip(list(scripts)[:-1], stages, strict=True):
@@ -255,8 +259,19 @@ def test_only_missing_submits_unfinished_ranks(tmp_path, capsys):
     dedup = ["dedup", "--input", str(SAMPLE_DIR), "--output", str(tmp_path / "dd"), "--quiet"]
     assert main([*dedup, "--stage", "hash"]) == 0
     scripts, text = _dry_run(capsys, *dedup, "--tasks", "2", "--only-missing")
-    assert list(scripts) == ["andes-dedup-buckets", "andes-dedup-remove", "andes-dedup-stats"]
+    assert list(scripts) == [
+        "andes-dedup-buckets",
+        "andes-dedup-components",
+        "andes-dedup-remove",
+        "andes-dedup-stats",
+    ]
     assert "# sbatch --parsable /" in text.split("andes-dedup-buckets")[1]  # depends on nothing
+    # MinHash rounds after the one that settled have no markers but nothing to do: not resubmitted.
+    rounds = ["dedup", "--input", str(SAMPLE_DIR), "--output", str(tmp_path / "cc"), "--quiet"]
+    rounds += ["--cc-partitions", "2"]
+    assert main(rounds) == 0
+    scripts, _ = _dry_run(capsys, *rounds, "--tasks", "2", "--only-missing")
+    assert list(scripts) == ["andes-dedup-stats"]
 
 
 def test_recipe_dry_run_stages_and_sub_stages(tmp_path, capsys):
@@ -267,6 +282,7 @@ def test_recipe_dry_run_stages_and_sub_stages(tmp_path, capsys):
         "andes-demo-0_filter",
         "andes-demo-1_dedup-hash",
         "andes-demo-1_dedup-buckets",
+        "andes-demo-1_dedup-components",  # minhash on a small input: one task, no rounds
         "andes-demo-1_dedup-remove",
         "andes-demo-2_train_tokenizer",
         "andes-demo-3_pack",
@@ -288,7 +304,7 @@ def test_recipe_dry_run_stages_and_sub_stages(tmp_path, capsys):
     assert _exec_line(scripts["andes-demo-3_pack"])[-2:] == ["--stage", "3"]
     stats = _exec_line(scripts["andes-demo-stats"])  # the whole recipe, every stage finished
     assert stats[4:] == [*argv[:4], "workers=1", "--quiet"]
-    assert text.count("--dependency=afterok:") == 6
+    assert text.count("--dependency=afterok:") == 7
 
 
 def test_recipe_stages_run_piecewise_equal_a_whole_run(tmp_path, capsys):
@@ -302,6 +318,7 @@ def test_recipe_stages_run_piecewise_equal_a_whole_run(tmp_path, capsys):
         "stages": [
             {"filter": {"steps": [{"length": {"min_chars": 500}}]}},
             {"dedup": {"method": "exact", "partitions": 4}},
+            {"dedup": {"method": "minhash", "partitions": 3, "cc_partitions": 2}},
         ],
     }
     recipe.write_text(yaml.safe_dump(body))
@@ -309,15 +326,22 @@ def test_recipe_stages_run_piecewise_equal_a_whole_run(tmp_path, capsys):
     parts = [f"output={tmp_path / 'parts'}"]
     for rank in range(3):
         run_recipe(recipe, parts, progress=False, stage="0", rank=rank, world_size=3)
-    for sub in ("hash", "buckets", "merge-0", "merge-1", "merge-2", "remove"):  # merge-2: not needed
+    for sub in ("hash", "buckets", "remove"):  # exact: groups never span partitions, no rounds
         for rank in range(2):
             run_recipe(recipe, parts, progress=False, stage=f"1:{sub}", rank=rank, world_size=2)
-    assert "dedup stage merge-2: not in this run" in capsys.readouterr().out
+    # minhash, its rounds sized as a launcher sizes them for a larger input: the rounds this input
+    # does not have are no-ops.
+    rounds = [f"cc-{i}" for i in range(2 * round_limit(4096) - 1)]
+    for sub in ("hash", "buckets", *rounds, "components", "remove"):
+        for rank in range(2):
+            run_recipe(recipe, parts, progress=False, stage=f"2:{sub}", rank=rank, world_size=2)
+    assert f"dedup stage {rounds[-1]}: not in this run" in capsys.readouterr().out
     run_recipe(recipe, parts, progress=False)  # what the stats job runs
     assert _parquet_bytes(tmp_path / "parts") == _parquet_bytes(tmp_path / "whole")
-    report = json.loads((whole / "dedup_report.json").read_text())
-    assert report["duplicates"] > 100
-    assert json.loads((tmp_path / "parts" / "1_dedup" / "dedup_report.json").read_text()) == report
+    for dedup in ("1_dedup", "2_dedup"):
+        report = json.loads((whole.parent / dedup / "dedup_report.json").read_text())
+        assert json.loads((tmp_path / "parts" / dedup / "dedup_report.json").read_text()) == report
+    assert json.loads((whole.parent / "1_dedup" / "dedup_report.json").read_text())["duplicates"] > 100
     for spec, message in (("5", "expected I or I:SUB"), ("0:hash", "only dedup stages"), ("x", "expected")):
         with pytest.raises(ValueError, match=message):
             run_recipe(recipe, parts, progress=False, stage=spec)
@@ -389,16 +413,18 @@ def test_submission_chains_job_ids_with_fake_sbatch(tmp_path, capsys, fake_slurm
     assert calls[1:] == [
         f"--parsable {scripts}/andes-dedup-hash.sbatch",
         f"--parsable --dependency=afterok:101 {scripts}/andes-dedup-buckets.sbatch",
-        f"--parsable --dependency=afterok:102 {scripts}/andes-dedup-remove.sbatch",
-        f"--parsable --dependency=afterok:103 {scripts}/andes-dedup-stats.sbatch",
+        f"--parsable --dependency=afterok:102 {scripts}/andes-dedup-components.sbatch",
+        f"--parsable --dependency=afterok:103 {scripts}/andes-dedup-remove.sbatch",
+        f"--parsable --dependency=afterok:104 {scripts}/andes-dedup-stats.sbatch",
     ]
-    assert "squeue -j 101,102,103,104" in out and "andes-dedup-hash" in out
+    assert "squeue -j 101,102,103,104,105" in out and "andes-dedup-hash" in out
     record = json.loads((out_dir.with_name("out.slurm") / "submissions.jsonl").read_text().splitlines()[-1])
     assert record["jobs"] == {
         "andes-dedup-hash": "101",
         "andes-dedup-buckets": "102",
-        "andes-dedup-remove": "103",
-        "andes-dedup-stats": "104",
+        "andes-dedup-components": "103",
+        "andes-dedup-remove": "104",
+        "andes-dedup-stats": "105",
     }
     assert (out_dir.with_name("out.slurm") / "logs").is_dir()  # Slurm does not create it
 
@@ -596,7 +622,7 @@ def test_dedup_stages_slurm_match_local(slurm_cluster, tmp_path):  # noqa: F811
         "2",
     )
     jobs = _last_submission(remote)
-    stages = ["hash", "buckets", "merge-0", "merge-1", "remove", "stats"]
+    stages = ["hash", "buckets", "remove", "stats"]  # exact: groups never span partitions
     assert list(jobs) == [f"andes-dedup-{s}" for s in stages]
     assert _wait_all(slurm_cluster, jobs) == dict.fromkeys(jobs, "COMPLETED")
     assert _parquet_bytes(remote) == _parquet_bytes(local)
@@ -605,6 +631,27 @@ def test_dedup_stages_slurm_match_local(slurm_cluster, tmp_path):  # noqa: F811
     assert _counts(json.loads((remote / "stats.json").read_text())) == _counts(
         json.loads((local / "stats.json").read_text())
     )
+
+
+def test_minhash_components_rounds_slurm_match_local(slurm_cluster, tmp_path):  # noqa: F811
+    """MinHash with K = 3: every components round an array, pre-submitted up to the round limit; the
+    rounds after the one that settles do nothing. Same bytes as a local run with K = 1."""
+    from test_dedup_components import chain_corpus
+
+    src = chain_corpus(tmp_path / "in")
+    local, remote = tmp_path / "local", tmp_path / "slurm"
+    common = ["dedup", "--input", str(src), "--partitions", "14", "--quiet", "--write-dropped"]
+    assert main([*common, "--output", str(local), "--cc-partitions", "1"]) == 0
+    slurm = ["--executor", "slurm", "--tasks", "3", "--array-parallelism", "3"]
+    _andes(slurm_cluster, *common, "--output", str(remote), "--cc-partitions", "3", *slurm)
+    jobs = _last_submission(remote)
+    rounds = [name for name in jobs if name.startswith("andes-dedup-cc-")]
+    assert len(rounds) == 2 * round_limit(300) - 1 and "andes-dedup-components" in jobs
+    assert _wait_all(slurm_cluster, jobs, timeout=600) == dict.fromkeys(jobs, "COMPLETED")
+    assert _parquet_bytes(remote) == _parquet_bytes(local)
+    report = json.loads((remote / "dedup_report.json").read_text())
+    assert report == json.loads((local / "dedup_report.json").read_text()) and report["clusters"] == 6
+    assert not (remote / ".dedup" / rounds[-1].removeprefix("andes-dedup-") / ".done").exists()  # no-op
 
 
 def test_semantic_dedup_slurm_matches_local(slurm_cluster, tmp_path):  # noqa: F811
@@ -648,7 +695,7 @@ def test_recipe_slurm_matches_local(slurm_cluster, tmp_path):  # noqa: F811
         "1",
     )
     jobs = _last_submission(remote)
-    assert len(jobs) == 7
+    assert len(jobs) == 8  # filter, dedup's hash, buckets, components and remove, tokenizer, pack, stats
     assert _wait_all(slurm_cluster, jobs, timeout=300) == dict.fromkeys(jobs, "COMPLETED")
     assert _parquet_bytes(remote) == _parquet_bytes(local)
     tokenizer = Path("2_train_tokenizer") / "tokenizer.model"

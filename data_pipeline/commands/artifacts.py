@@ -8,6 +8,7 @@ from pathlib import Path
 from data_pipeline.commands.options import (
     AddCommand,
     allow_incomplete_option,
+    command_executor,
     config_option,
     executor_option,
     slurm_options,
@@ -46,8 +47,12 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     from data_pipeline.train_tokenizer import train_tokenizer_from_parquet
 
     check_io([args.input], [args.output], args.allow_incomplete)
-    output = train_tokenizer_from_parquet(
-        list_parquet(args.input), args.vocab_size, args.output, max_chars=args.max_chars
+    output = command_executor(args).call(
+        train_tokenizer_from_parquet,
+        list_parquet(args.input),
+        args.vocab_size,
+        args.output,
+        max_chars=args.max_chars,
     )
     print(f"wrote {output} (vocab_size {args.vocab_size} incl. 256 special tokens)")
     return 0
@@ -104,7 +109,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.weights:
         weights = [float(w) for w in args.weights.split(",")]
     tokenizer = load_tokenizer(args.tokenizer)
-    manifest = pack(
+    manifest = command_executor(args).call(
+        pack,
         args.input,
         args.output,
         tokenizer,

@@ -8,9 +8,10 @@ command line, the recipes and the Python API then share one declaration of each 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from data_pipeline.config import (
     FilterStage,
@@ -21,6 +22,9 @@ from data_pipeline.config import (
     is_number,
     number_type,
 )
+
+if TYPE_CHECKING:
+    from data_pipeline.executors.local import Executor
 
 PROG = "andes-data"
 
@@ -46,6 +50,7 @@ SLURM_DESTS = (
     "job_name",
     "only_missing",
 )
+RAY_PREFIX = "ray_"  # `--ray-<field>` sets field <field> of executors/ray.py's RayExecutor
 
 
 def config_option(container: Any, flag: str, cls: type, name: str, **kwargs: Any) -> argparse.Action:
@@ -107,15 +112,69 @@ def allow_incomplete_option(sub: argparse.ArgumentParser) -> None:
 def executor_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--executor",
-        choices=["local", "slurm"],
+        choices=["local", "slurm", "ray"],
         default="local",
-        help="local: processes here; slurm: submit job arrays and return (docs/cluster_data.md)",
+        help="local: processes here; slurm: submit job arrays and return; ray: one Ray task per shard "
+        "(docs/cluster_data.md)",
     )
+    ray_options(sub)
+
+
+def ray_options(sub: argparse.ArgumentParser) -> None:
+    """Options of `--executor ray` (executors/ray.py's `RayExecutor` fields); each needs --executor ray.
+
+    Their parser default is None, so that a given one is told apart; the field's default applies."""
+    from data_pipeline.executors.ray import RayExecutor
+
+    group = sub.add_argument_group("Ray (with --executor ray)")
+    for name in ray_fields():
+        default = field_default(RayExecutor, name)
+        help = config_field(RayExecutor, name).metadata["help"]
+        if default is not None and "(default" not in help:
+            help += f" (default: {default:g})"
+        kwargs = {"type": memory_size, "metavar": "SIZE"} if name == "memory_per_task" else {}
+        config_option(
+            group, "--ray-" + name.replace("_", "-"), RayExecutor, name, default=None, help=help, **kwargs
+        )
+
+
+def memory_size(text: str) -> int:
+    """An argparse type: bytes, or a number with K, M, G or T (powers of 1024, as sbatch --mem)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = float(number.removesuffix(unit)) * units[unit]
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size such as 4G, 512M or 1073741824")
+    return int(value)
+
+
+def command_executor(args: argparse.Namespace) -> Executor:
+    """The executor that `--executor` names, with its `--ray-*` settings."""
+    from data_pipeline.executors.local import LOCAL
+
+    if getattr(args, "executor", "local") != "ray":
+        return LOCAL
+    from data_pipeline.executors.ray import RayExecutor
+
+    given = {name: getattr(args, RAY_PREFIX + name) for name in ray_fields()}
+    return RayExecutor(**{name: value for name, value in given.items() if value is not None})
+
+
+def ray_fields() -> list[str]:
+    """The `RayExecutor` fields that `--ray-*` options set: all of them."""
+    from data_pipeline.executors.ray import RayExecutor
+
+    return [field.name for field in dataclasses.fields(RayExecutor)]
 
 
 def shard_run_options(args: argparse.Namespace) -> dict:
     """Keyword arguments of the sharded stages (filter, dedup, classify) from their shared options."""
     return {
+        "executor": command_executor(args),
         "workers": args.workers,
         "batch_rows": args.batch_rows,
         "rows_per_file": args.rows_per_file,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_pipeline.commands.options import AddCommand, executor_option, slurm_options, split_options
+from data_pipeline.commands.options import (
+    AddCommand,
+    command_executor,
+    executor_option,
+    slurm_options,
+    split_options,
+)
 
 
 def add_run_parser(add: AddCommand) -> None:
@@ -54,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stage=args.stage,
         rank=args.rank,
         world_size=args.world_size,
+        executor=command_executor(args),
     )
     print(f"stage done: {out}" if args.stage is not None else f"recipe done: {out}")
     return 0

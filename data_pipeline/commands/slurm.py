@@ -1,4 +1,4 @@
-"""`--executor slurm`: the glue handing a command to `executors.slurm` (options: `options.slurm_options`)."""
+"""Executor option checks, and `--executor slurm`: the glue handing a command to `executors.slurm`."""
 
 from __future__ import annotations
 
@@ -7,26 +7,45 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_pipeline.commands.options import PROG, SLURM_DESTS
+from data_pipeline.commands.options import PROG, RAY_PREFIX, SLURM_DESTS
 from data_pipeline.commands.stages import dedup_config
 from data_pipeline.config import Recipe
+from data_pipeline.executors.ray import import_ray
 from data_pipeline.guard import check_io
 from data_pipeline.io import list_parquet
 
 
 def check_executor_options(args: argparse.Namespace) -> bool:
-    """True when this command is to be submitted to Slurm; Slurm options without it are refused."""
+    """True when this command is to be submitted to Slurm.
+
+    Slurm (Ray) options without --executor slurm (ray) are refused, and so is --executor ray
+    without the ray package: before anything is read or written."""
     executor = getattr(args, "executor", "local")
+    # Commands that only print something run here.
+    prints_only = getattr(args, "list_stages", False) or getattr(args, "s_curve", False)
+    ray_given = [a.dest for a in args._parser._actions if a.dest.startswith(RAY_PREFIX)]
+    ray_given = [d for d in ray_given if getattr(args, d) is not None]
+    if executor != "ray" and ray_given:
+        _refuse(args, ray_given, "ray")
+    if executor == "ray" and not prints_only and not (args.command == "run" and args.dry_run):
+        try:
+            import_ray()
+        except ImportError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     if executor == "slurm":
-        # Commands that only print something run here.
-        return not (getattr(args, "list_stages", False) or getattr(args, "s_curve", False))
+        return not prints_only
     given = [d for d in SLURM_DESTS if getattr(args, d, None) not in (None, False, [])]
     if args.command != "run" and getattr(args, "dry_run", False):
         given.append("dry_run")
     if given:
-        names = ", ".join("--" + d.replace("_", "-") for d in given)
-        args._parser.error(f"{names}: only with --executor slurm")
+        _refuse(args, given, "slurm")
     return False
+
+
+def _refuse(args: argparse.Namespace, dests: Sequence[str], executor: str) -> None:
+    names = ", ".join("--" + d.replace("_", "-") for d in dests)
+    args._parser.error(f"{names}: only with --executor {executor}")
 
 
 # Options a submitted task gets from the submitter (or that make no sense in a task).
@@ -128,6 +147,7 @@ def submit_slurm(args: argparse.Namespace, argv: Sequence[str]) -> int:
             opts,
             partitions=args.partitions,
             rows_per_partition=args.rows_per_partition,
+            cc_partitions=args.cc_partitions,
             batch_rows=args.batch_rows,
             rows_per_file=args.rows_per_file,
             write_dropped=args.write_dropped,

@@ -104,8 +104,8 @@ def add_dedup_parser(add: AddCommand) -> None:
         "remove (or mark) near-duplicate, exact-duplicate, same-URL or same-meaning documents",
     )
     sub.epilog = (
-        "Stages: hash -> buckets -> merge-0..merge-K -> remove (semantic: embed -> fit -> assign -> cluster "
-        "-> remove), work files in OUT/.dedup/. Without "
+        "Stages: hash -> buckets -> (minhash: cc-0..cc-S -> components) -> remove (semantic: embed -> fit "
+        "-> assign -> cluster -> remove), work files in OUT/.dedup/. Without "
         "--stage all run here; with --stage each is a job-array step (--rank/--world-size). Outputs: "
         "OUT/<shard>-NNNNN.parquet, OUT/.done/<shard>.json, OUT/stats.json, OUT/dedup_report.json "
         "(clusters, size histogram, example pairs). Re-running the same command resumes."
@@ -131,6 +131,14 @@ def add_dedup_parser(add: AddCommand) -> None:
         DedupStage,
         "rows_per_partition",
         help="bucket rows (72 bytes each with verification) one buckets task sorts in memory; bounds memory",
+    )
+    config_option(
+        sub,
+        "--cc-partitions",
+        DedupStage,
+        "cc_partitions",
+        help="minhash: partitions of the duplicate pairs in the connected-components rounds (1: one task "
+        "holds them all); bounds memory",
     )
     shard_output_options(sub, DedupStage)
 
@@ -264,7 +272,7 @@ def dedup_config(args: argparse.Namespace):
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from data_pipeline.dedup.minhash import format_s_curve
-    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, stage_names
+    from data_pipeline.dedup.run import print_dedup_summary, run_dedup, sized_plan, stage_names
 
     cfg = dedup_config(args)
     if args.s_curve:
@@ -273,7 +281,10 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         print(format_s_curve(bands, rows))
         return 0
     if args.list_stages:
-        print(" ".join(stage_names(list_parquet(args.input), cfg, args.partitions, args.rows_per_partition)))
+        plan = sized_plan(
+            list_parquet(args.input), cfg, args.partitions, args.rows_per_partition, args.cc_partitions
+        )
+        print(" ".join(stage_names(cfg, plan)))
         return 0
     summary = run_dedup(
         args.input,
@@ -283,6 +294,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         stage=args.stage,
         partitions=args.partitions,
         rows_per_partition=args.rows_per_partition,
+        cc_partitions=args.cc_partitions,
     )
     print_dedup_summary(summary, args.output)
     return 0

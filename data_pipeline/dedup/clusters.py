@@ -9,14 +9,13 @@ deterministic (independent of input row order, worker count and scheduling):
    meet in one partition.
 2. Per partition, `candidate_edges` links every bucket's smallest key to its other keys (a star:
    O(rows) edges instead of O(rows^2) pairs, same connectivity) and `connected_components` turns
-   the edges into a forest `(nodes, roots)`, root = smallest key of the component.
-3. `merge_forests` joins forests. Run as a tree reduction (`reduction_rounds`, about log2(P) rounds
-   of tasks merging 2 or 3 outputs each) it gives exactly the single global union-find: a forest
-   has the same connected components as the edges it was built from, the union of edge sets is
-   associative and commutative, and the output (every node -> minimum key of its component) is a
-   canonical form of the partition of nodes into components, so any merge order gives the same
-   arrays. datatrove runs this clustering as one sequential task over all pairs; here every task
-   only touches the nodes of its inputs.
+   the edges into a forest `(nodes, roots)`, root = smallest key of the component; its edges
+   (node, root) have the components of the bucket edges with far fewer rows.
+3. The forests' edges of all partitions are joined into global components by `stars` (large-star /
+   small-star rounds over K hash partitions of the edges, `cc_tasks`), or with K = 1 by one
+   `connected_components` call. Every node then maps to the minimum key of its component, a
+   canonical form of the partition of nodes into components, so the result is the single global
+   union-find's whatever the partitioning. datatrove runs this clustering as one sequential task.
 4. `removal_keys` lists every clustered document except its cluster's keeper (the smallest key,
    i.e. the first document of the lowest shard), `cluster_sizes` summarises the clusters.
 
@@ -86,7 +85,7 @@ def partition_of(band_hash: np.ndarray, n_partitions: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _unique_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_pairs(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (src, dst) pairs sorted by (src, dst); cheaper than np.unique(axis=0)."""
     if len(src) == 0:
         return src, dst
@@ -123,7 +122,7 @@ def candidate_edges(band_hash: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     first = np.maximum.accumulate(np.where(new_group, np.arange(len(h)), 0))
     src = k[first]
     linked = src != k  # drops group heads and repeats of the head's key
-    return _unique_pairs(src[linked], k[linked])
+    return unique_pairs(src[linked], k[linked])
 
 
 def verified_edges(
@@ -163,7 +162,7 @@ def verified_edges(
     if not srcs:
         empty = np.zeros(0, dtype=np.uint64)
         return empty, empty.copy()
-    return _unique_pairs(np.concatenate(srcs), np.concatenate(dsts))
+    return unique_pairs(np.concatenate(srcs), np.concatenate(dsts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,64 +234,6 @@ def connected_components(
     u, v = inverse[: len(src)], inverse[len(src) :]
     parent = _min_labels_scipy(u, v, n) if backend == "scipy" else _min_labels_numpy(u, v, n)
     return nodes, nodes[parent]
-
-
-# ---------------------------------------------------------------------------------------------
-# Merging partitions
-# ---------------------------------------------------------------------------------------------
-
-
-def merge_forests(
-    forests: list[tuple[np.ndarray, np.ndarray]], backend: str = "auto"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Union of several (nodes, roots) maps, re-resolved so every node maps to its component's minimum.
-
-    Each map's (node, root) pairs are edges with the same connectivity as the edges it came from, so
-    the merge equals `connected_components` of all original edges; nodes are sorted and distinct.
-    Associative and commutative, hence safe to run as the tree reduction of `reduction_rounds`.
-    """
-    forests = list(forests)
-    for nodes, roots in forests:
-        if np.shape(nodes) != np.shape(roots):
-            raise ValueError("nodes and roots of a forest differ in length")
-    if not forests:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
-    nodes = np.concatenate([np.asarray(f[0], dtype=np.uint64).ravel() for f in forests])
-    roots = np.concatenate([np.asarray(f[1], dtype=np.uint64).ravel() for f in forests])
-    return connected_components(nodes, roots, backend=backend)
-
-
-def reduction_rounds(n_partitions: int) -> list[list[list[int]]]:
-    """Deterministic plan of a pairwise tree reduction of `n_partitions` forests.
-
-    `plan[r][t]` lists the outputs that task t of round r merges: indices of partition outputs in
-    round 0, of round r-1's task outputs afterwards. Outputs are paired in order; with an odd count
-    the last task takes three, so no task only copies its input. The last round has one task, whose
-    output is the global result; floor(log2(P)) rounds, none for P = 1 (partition 0 is the result).
-    """
-    if isinstance(n_partitions, bool) or not isinstance(n_partitions, int) or n_partitions < 1:
-        raise ValueError(f"n_partitions must be an integer >= 1, got {n_partitions!r}")
-    plan: list[list[list[int]]] = []
-    width = n_partitions
-    while width > 1:
-        tasks = [[i, i + 1] for i in range(0, width - 1, 2)]
-        if width % 2:
-            tasks[-1].append(width - 1)
-        plan.append(tasks)
-        width = len(tasks)
-    return plan
-
-
-def tree_reduce(
-    forests: list[tuple[np.ndarray, np.ndarray]], backend: str = "auto"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the `reduction_rounds` plan in this process (local mode and tests)."""
-    outputs = list(forests)
-    if not outputs:
-        return merge_forests([], backend=backend)
-    for tasks in reduction_rounds(len(outputs)):
-        outputs = [merge_forests([outputs[i] for i in task], backend=backend) for task in tasks]
-    return merge_forests(outputs, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,17 +1,20 @@
 """`andes-data dedup`: the plan and order of a dedup run's stages, and its report.
 
 A run over N input shards with P partitions is a fixed sequence of stages, each a list of units
-(`tasks.py`): `hash` (N shards) -> `buckets` (P partitions) -> `merge-0` ... `merge-<R-1>` (a tree
-reduction, R = floor(log2 P) rounds of halving width) -> `remove` (N shards). A stage only needs
-the previous one finished, so each can run as a Slurm job array depending on the one before
+(`tasks.py`, `cc_tasks.py`): `hash` (N shards) -> `buckets` (P partitions) -> for minhash the
+connected components, `cc-0` ... `cc-<S-1>` (K partitions each; S = 2R - 1 large-star and
+small-star steps, none for K = 1) and `components` (1 unit) -> `remove` (N shards). A stage only
+needs the previous one finished, so each can run as a Slurm job array depending on the one before
 (`--stage NAME --rank R --world-size W` runs units[R::W] of one stage); without `--stage` all run
-here in order. Work files live in `OUT/.dedup/`; every unit leaves a marker, so re-running any
-command resumes where it stopped.
+here in order, skipping the components stages left once a round settled (`needed`). Work files
+live in `OUT/.dedup/`; every unit leaves a marker, so re-running any command resumes where it
+stopped.
 
-The plan (`.dedup/plan.json`: the input shard list, which fixes document keys, and P) is written
-once by whichever task starts first; later tasks must find the same input. P defaults to enough
-partitions that one holds about `rows_per_partition` bucket rows (16 bytes each, sorted in
-memory by its task), which is what bounds memory whatever the corpus size.
+The plan (`.dedup/plan.json`: the input shard list, which fixes document keys, P, K and R) is
+written once by whichever task starts first; later tasks must find the same input. P defaults to
+enough partitions that one holds about `rows_per_partition` bucket rows (16 bytes each, sorted in
+memory by its task), K to one per `DOCS_PER_CC_PARTITION` documents, which is what bounds memory
+whatever the corpus size; R is `stars.round_limit` of the number of documents.
 """
 
 from __future__ import annotations
@@ -25,23 +28,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data_pipeline.config import DedupStage, Recipe
-from data_pipeline.dedup.clusters import cluster_sizes, reduction_rounds, split_key
-from data_pipeline.dedup.minhash import shingles
-from data_pipeline.dedup.tasks import (
-    BucketTask,
-    DedupConfig,
-    DedupMark,
-    HashTask,
-    MergeTask,
-    forest_path,
-    read_forest,
+from data_pipeline.config import DOCS_PER_CC_PARTITION, DedupStage, Recipe
+from data_pipeline.dedup.cc_tasks import (
+    COMPONENTS,
+    GROUPS,
+    ComponentsTask,
+    StarTask,
+    cc_results,
+    find_results,
+    step_dir,
+    summarize_clusters,
 )
-from data_pipeline.executors.local import run_local
+from data_pipeline.dedup.clusters import split_key
+from data_pipeline.dedup.minhash import shingles
+from data_pipeline.dedup.stars import round_limit
+from data_pipeline.dedup.tasks import BucketTask, DedupConfig, DedupMark, HashTask
+from data_pipeline.executors.local import LOCAL, Executor
 from data_pipeline.guard import DEDUP_REPORT, DEDUP_WORK_DIR, check_io, record_shards
 from data_pipeline.io import atomic_write_text, create_text_once, list_parquet, open_parquet
 from data_pipeline.shard import FilterTask, input_fingerprint, read_marker
@@ -67,12 +72,13 @@ class Plan:
     partitions: int
     inputs: dict[str, dict[str, int]] | None = None  # shard -> `input_fingerprint` (None: older plans)
     clusters: int | None = None  # semantic: k-means clusters (from the input's size unless set)
+    cc_partitions: int | None = None  # minhash: connected-components partitions (K)
+    cc_rounds: int | None = None  # minhash: large-star rounds planned (R)
 
-    def rounds(self) -> list[list[list[int]]]:
-        return reduction_rounds(self.partitions)
-
-    def final_forest(self, work: Path) -> Path:
-        return forest_path(work, len(self.rounds()), 0)
+    @property
+    def cc_steps(self) -> int:
+        """Round stages `cc-<i>`: alternately large-star and small-star, ending on a large-star."""
+        return 0 if (self.cc_partitions or 1) == 1 else 2 * (self.cc_rounds or 1) - 1
 
 
 def _count_docs(shards: list[Path]) -> int:
@@ -83,22 +89,59 @@ def _count_docs(shards: list[Path]) -> int:
     return total
 
 
-def default_partitions(shards: list[Path], cfg: DedupConfig, rows_per_partition: int) -> int:
-    return max(1, math.ceil(_count_docs(shards) * cfg.rows_per_doc / rows_per_partition))
+def _plan_record(
+    shards: list[Path],
+    cfg: DedupConfig,
+    partitions: int | None,
+    rows_per_partition: int,
+    cc_partitions: int | None,
+) -> dict:
+    """The plan of a run over `shards`: sizes left as None are chosen from the number of documents."""
+    docs = _count_docs(shards)
+    names = [str(s.resolve()) for s in shards]
+    record: dict[str, Any] = {
+        "shards": names,
+        "partitions": partitions or max(1, math.ceil(docs * cfg.rows_per_doc / rows_per_partition)),
+        "inputs": {name: input_fingerprint(s) for name, s in zip(names, shards, strict=True)},
+    }
+    if cfg.method == "minhash":
+        record["cc_partitions"] = cc_partitions or max(1, math.ceil(docs / DOCS_PER_CC_PARTITION))
+        record["cc_rounds"] = round_limit(docs)
+    if cfg.method == "semantic":
+        record["clusters"] = cfg.semantic.cluster_count(docs)
+    return record
+
+
+def sized_plan(
+    shards: list[Path],
+    cfg: DedupConfig,
+    partitions: int | None,
+    rows_per_partition: int,
+    cc_partitions: int | None,
+    work: Path | None = None,
+) -> Plan:
+    """The plan a run over `shards` would get, for launchers; once a run started in `work`, the
+    sizes its plan.json holds (with these shards: a launcher sizes later stages by an upper bound)."""
+    record = _plan_record(shards, cfg, partitions, rows_per_partition, cc_partitions)
+    path = None if work is None else work / "plan.json"
+    if path is not None and path.is_file():
+        stored = json.loads(path.read_text())
+        record.update({k: v for k, v in stored.items() if k not in ("shards", "inputs")})
+    return Plan(**record)
 
 
 def load_plan(
-    work: Path, shards: list[Path], cfg: DedupConfig, partitions: int | None, rows_per_partition: int
+    work: Path,
+    shards: list[Path],
+    cfg: DedupConfig,
+    partitions: int | None,
+    rows_per_partition: int,
+    cc_partitions: int | None,
 ) -> Plan:
     """Create the run's plan, or check that the input still matches the one the run started with."""
-    if partitions is None:
-        partitions = default_partitions(shards, cfg, rows_per_partition)
-    names = [str(s.resolve()) for s in shards]
-    inputs = {name: input_fingerprint(s) for name, s in zip(names, shards, strict=True)}
+    record = _plan_record(shards, cfg, partitions, rows_per_partition, cc_partitions)
+    names, inputs = record["shards"], record["inputs"]
     path = work / "plan.json"
-    record = {"shards": names, "partitions": partitions, "inputs": inputs}
-    if cfg.method == "semantic":
-        record["clusters"] = cfg.semantic.cluster_count(_count_docs(shards))
     create_text_once(path, json.dumps(record, indent=1) + "\n")
     plan = Plan(**json.loads(path.read_text()))
     if plan.shards != names:
@@ -151,23 +194,48 @@ def build_stages(
         ),
         Stage(
             "buckets",
-            BucketTask(cfg, work, work / "forest-0"),
+            BucketTask(cfg, work, plan.cc_partitions or 1, work / GROUPS),
             [Path(f"{p:05d}") for p in range(plan.partitions)],
         ),
     ]
-    rounds = plan.rounds()
-    for r, tasks in enumerate(rounds):
-        task = MergeTask(cfg.method, work, r, tasks, work / f"forest-{r + 1}")
-        stages.append(Stage(f"merge-{r}", task, [Path(f"{t:05d}") for t in range(len(tasks))]))
-    mark = DedupMark(
-        drop=not cfg.annotate, method=cfg.method, final_forest=str(plan.final_forest(work)), shard_index=index
-    )
+    if cfg.method == "minhash":
+        stages += _components_stages(plan, work)
+    results = _results(plan, cfg, work)
+    mark = DedupMark(drop=not cfg.annotate, method=cfg.method, results=results, shard_index=index)
     remove = FilterTask([mark], out_dir, batch_rows, rows_per_file, write_dropped, skip_bad)
     stages.append(Stage("remove", remove, shards))
     return stages
 
 
+def _components_stages(plan: Plan, work: Path) -> list[Stage]:
+    """`cc-0` ... `cc-<S-1>` (K units each), then `components` (1 unit); see `cc_tasks`."""
+    parts, steps = plan.cc_partitions, plan.cc_steps
+    units = [Path(f"{p:05d}") for p in range(parts)]
+    stages = []
+    for i in range(steps):
+        senders = plan.partitions if i == 0 else parts
+        stages.append(Stage(f"cc-{i}", StarTask(work, i, parts, senders, step_dir(work, i)), units))
+    senders = plan.partitions if steps == 0 else parts
+    task = ComponentsTask(work, parts, steps, senders, work / COMPONENTS)
+    return [*stages, Stage(COMPONENTS, task, [Path("00000")])]
+
+
+def _results(plan: Plan, cfg: DedupConfig, work: Path) -> list[tuple[str, int]]:
+    """Where the final labels and clusters may be (`cc_tasks.find_results` picks the complete one)."""
+    if cfg.method == "minhash":
+        return cc_results(work, plan.cc_partitions, plan.cc_steps)
+    return [(str(work / GROUPS), plan.partitions)]  # exact/url groups never span partitions
+
+
+def stage_needed(stage: Stage) -> bool:
+    """False for a components stage left after a round settled: its units would do nothing."""
+    needed = getattr(stage.task, "needed", None)
+    return needed is None or needed()
+
+
 def _unfinished(stage: Stage) -> list[Path]:
+    if not stage_needed(stage):
+        return []
     return [u for u in stage.units if read_marker(stage.task.out_dir, u) is None]
 
 
@@ -217,32 +285,22 @@ def build_report(plan: Plan, cfg: DedupConfig, work: Path, docs: int, n_examples
         from data_pipeline.semantic.stages import build_semantic_report
 
         return build_semantic_report(plan, cfg, work, docs)
-    nodes, roots = read_forest(plan.final_forest(work))
-    sizes, counts = cluster_sizes(roots)
-    duplicate = nodes != roots
+    # The largest cluster, then clusters spread over the corpus (deterministic: by keeper key).
+    summary = summarize_clusters(*find_results(_results(plan, cfg, work)), n_examples)
     examples = []
-    if duplicate.any():
-        members, keepers = nodes[duplicate], roots[duplicate]
-        first = np.unique(keepers, return_index=True)[1]  # each cluster's smallest removed member
-        cluster_keepers, cluster_members = keepers[first], members[first]
-        per_cluster = np.unique(roots, return_counts=True)
-        size_of = dict(zip(per_cluster[0].tolist(), per_cluster[1].tolist(), strict=True))
-        # The largest cluster, then clusters spread over the corpus (deterministic: by keeper key).
-        largest = max(range(len(cluster_keepers)), key=lambda i: (size_of[int(cluster_keepers[i])], -i))
-        step = max(1, len(cluster_keepers) // max(1, n_examples - 1))
-        picks = list(dict.fromkeys([largest, *range(0, len(cluster_keepers), step)]))[:n_examples]
-        for i in picks:
-            ex = _example(plan, cfg, int(cluster_keepers[i]), int(cluster_members[i]))
-            ex["cluster_size"] = size_of[int(cluster_keepers[i])]
-            examples.append(ex)
+    for keeper, member, size in summary.examples:
+        ex = _example(plan, cfg, keeper, member)
+        ex["cluster_size"] = size
+        examples.append(ex)
+    duplicates = summary.documents - summary.clusters  # all but each cluster's keeper
     return {
         "method": cfg.method,
         "documents": docs,
-        "clusters": int(counts.sum()),
-        "documents_in_clusters": int(len(nodes)),
-        "duplicates": int(duplicate.sum()),
-        "duplicate_fraction": round(float(duplicate.sum()) / docs, 6) if docs else 0.0,
-        "cluster_sizes": {str(s): int(c) for s, c in zip(sizes.tolist(), counts.tolist(), strict=True)},
+        "clusters": summary.clusters,
+        "documents_in_clusters": summary.documents,
+        "duplicates": duplicates,
+        "duplicate_fraction": round(float(duplicates) / docs, 6) if docs else 0.0,
+        "cluster_sizes": {str(s): c for s, c in summary.sizes.items()},
         "examples": examples,
     }
 
@@ -288,9 +346,11 @@ def run_dedup(
     world_size: int = 1,
     partitions: int | None = DedupStage.partitions,
     rows_per_partition: int = DedupStage.rows_per_partition,
+    cc_partitions: int | None = DedupStage.cc_partitions,
     allow_incomplete: bool = False,
+    executor: Executor = LOCAL,
 ) -> dict:
-    """Run every dedup stage (or only `stage`, units[rank::world_size]); returns the summary.
+    """Run every dedup stage (or only `stage`, units[rank::world_size]) with `executor`; returns the summary.
 
     The summary (also `OUT/stats.json`, with the report in `OUT/dedup_report.json`) is complete
     once the remove stage has finished every shard.
@@ -307,6 +367,7 @@ def run_dedup(
         rows_per_file=rows_per_file,
         partitions=partitions,
         rows_per_partition=rows_per_partition,
+        cc_partitions=cc_partitions,
     )
     check_io([input], [output], allow_incomplete)
     shards = list_parquet(input)
@@ -318,6 +379,7 @@ def run_dedup(
         **cfg.to_json(),
         "partitions": partitions,
         "rows_per_partition": rows_per_partition,
+        "cc_partitions": cc_partitions,
         "batch_rows": batch_rows,
         "rows_per_file": rows_per_file,
         "write_dropped": write_dropped,
@@ -325,7 +387,7 @@ def run_dedup(
     }
     check_stage_dir(out_dir, config, overwrite)
     work = out_dir / DEDUP_WORK_DIR
-    plan = load_plan(work, shards, cfg, partitions, rows_per_partition)
+    plan = load_plan(work, shards, cfg, partitions, rows_per_partition, cc_partitions)
     record_shards(out_dir, shards)
     skip_bad = on_bad_input == "skip"
     stages = build_stages(
@@ -346,6 +408,10 @@ def run_dedup(
     start = time.perf_counter()
     for s in selected:
         i = names.index(s.name)
+        if not stage_needed(s):
+            if progress:
+                tqdm.write(f"dedup stage {s.name}: not needed (the components have settled)", file=sys.stderr)
+            continue
         if i > 0 and (missing := _unfinished(stages[i - 1])):
             raise ValueError(
                 f"stage {s.name} needs stage {stages[i - 1].name} finished first "
@@ -353,7 +419,7 @@ def run_dedup(
             )
         if progress:
             tqdm.write(f"dedup stage {i + 1}/{len(stages)}: {s.name} ({len(s.units)} units)", file=sys.stderr)
-        result = run_local(
+        result = executor.run(
             s.task, s.units[rank::world_size], workers=workers, skip_bad=skip_bad, progress=progress
         )
         skipped.update(result.skipped)
@@ -382,27 +448,27 @@ def print_dedup_summary(summary: dict, out_dir: Path) -> None:
         print(f"\n{summary['pending_shards']} shards pending (other tasks or stages); wrote {out_dir}")
 
 
-def stage_units(cfg: DedupConfig, shards: int, partitions: int) -> list[tuple[str, int, str]]:
-    """(stage, units, unit kind) of a run over `shards` input shards with `partitions` partitions."""
+def stage_units(cfg: DedupConfig, plan: Plan) -> list[tuple[str, int, str]]:
+    """(stage, units, unit kind) of a run with this plan (for launchers building job dependencies)."""
+    shards, partitions = len(plan.shards), plan.partitions
     if cfg.method == "semantic":
         from data_pipeline.semantic.stages import stage_names, unit_kind
 
         counts = {"shard": shards, "partition": partitions}
         names = stage_names(cfg.semantic.rounds)
         return [(name, counts.get(unit_kind(name), 1), unit_kind(name)) for name in names]
-    merges = [(f"merge-{r}", len(tasks), "merge") for r, tasks in enumerate(reduction_rounds(partitions))]
+    components = []
+    if cfg.method == "minhash":
+        rounds = [(f"cc-{i}", plan.cc_partitions, "partition") for i in range(plan.cc_steps)]
+        components = [*rounds, (COMPONENTS, 1, "task")]
     return [
         ("hash", shards, "shard"),
         ("buckets", partitions, "partition"),
-        *merges,
+        *components,
         ("remove", shards, "shard"),
     ]
 
 
-def stage_names(
-    shards: list[Path], cfg: DedupConfig, partitions: int | None, rows_per_partition: int
-) -> list[str]:
-    """The stage sequence a run over `shards` would have (for launchers building job dependencies)."""
-    if partitions is None:
-        partitions = default_partitions(shards, cfg, rows_per_partition)
-    return [name for name, _, _ in stage_units(cfg, len(shards), partitions)]
+def stage_names(cfg: DedupConfig, plan: Plan) -> list[str]:
+    """The stage sequence of a run with this plan (`sized_plan` for one not started yet)."""
+    return [name for name, _, _ in stage_units(cfg, plan)]

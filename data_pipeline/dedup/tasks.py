@@ -8,14 +8,12 @@ A run has four kinds of stage (see `data_pipeline.dedup.run` for the plan and or
   bounded buffer; everything else is on disk.
 - `BucketTask`, per partition: all rows of one partition meet; equal hashes are linked. minhash:
   star edges of each bucket, then connected components (`clusters.connected_components`) into a
-  forest (node -> smallest key of its component); exact/url: each group maps to its keeper (the
-  smallest (order, key): first document, or newest version). Output `forest-0/<partition>.parquet`.
-- `MergeTask`, per task of each reduction round: merges 2-3 forests of the previous round. minhash
-  re-resolves components across partitions; exact/url groups never span partitions, so their
-  forests are only concatenated. The last round leaves one forest: every duplicated document and
-  its cluster's keeper, sorted by node.
+  forest (node -> smallest key of its component), whose edges go to the connected-components
+  rounds (`cc_tasks`: K partitions, `cc-<i>` stages, then `components`); exact/url: each group
+  maps to its keeper (the smallest (order, key): first document, or newest version), and as groups
+  never span partitions these are final: `groups/labels/<partition>.npy`, `groups/clusters/`.
 - `DedupMark`, a filter step run by `shard.process_shard` per input shard: reads that shard's slice
-  of the final forest and drops (or only annotates) every document that is not its cluster's keeper.
+  of the final labels and drops (or only annotates) every document that is not its cluster's keeper.
 
 Every task writes its files under temp names and renames them, then a completion marker, so any
 unit can be killed and re-run and gives the same bytes.
@@ -35,11 +33,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.config import DEDUP_METHODS, DedupStage, defaults
+from data_pipeline.dedup.cc_tasks import GROUPS, Results, find_results, read_labels, send_edges, write_results
 from data_pipeline.dedup.clusters import (
     candidate_edges,
     connected_components,
     doc_key,
-    merge_forests,
     partition_of,
     verified_edges,
 )
@@ -52,9 +50,9 @@ from data_pipeline.dedup.minhash import (
     sketch,
     sketch_jaccard,
 )
+from data_pipeline.dedup.stars import cluster_rows
 from data_pipeline.document import Doc
 from data_pipeline.filters.base import Step
-from data_pipeline.io import atomic_write_parquet
 from data_pipeline.semantic.config import SemanticConfig
 from data_pipeline.shard import (
     Interrupted,
@@ -67,11 +65,8 @@ from data_pipeline.shard import (
 )
 
 SEMANTIC_ROWS_PER_DOC = 50
-FOREST_SCHEMA = pa.schema([("node", pa.uint64()), ("root", pa.uint64())])
 # Rows buffered over all partitions before they are written out as row groups (16 bytes each).
 _FLUSH_ROWS = 1 << 21
-# Row groups of forests: the remove stage reads one shard's key range, pruned by row-group statistics.
-_FOREST_ROW_GROUP = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,26 +165,6 @@ def bucket_schema(cfg: DedupConfig) -> pa.Schema:
     if method == "url":
         fields.append(("order", pa.int64()))
     return pa.schema([*fields, ("key", pa.uint64())])
-
-
-def forest_path(work: Path, round_: int, index: int) -> Path:
-    return work / f"forest-{round_}" / f"{index:05d}.parquet"
-
-
-def write_forest(path: Path, nodes: np.ndarray, roots: np.ndarray) -> None:
-    order = np.argsort(nodes, kind="stable")
-    table = pa.table({"node": nodes[order], "root": roots[order]}, schema=FOREST_SCHEMA)
-    atomic_write_parquet(table, path, row_group_size=_FOREST_ROW_GROUP)
-
-
-def read_forest(path: Path, lo: int | None = None, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(nodes, roots) of a forest file, optionally only nodes in [lo, hi) (pruned by row group)."""
-    filters = None if lo is None else [("node", ">=", lo), ("node", "<", hi)]
-    table = pq.read_table(path, filters=filters, schema=FOREST_SCHEMA)
-    return (
-        table.column("node").to_numpy().astype(np.uint64, copy=False),
-        table.column("root").to_numpy().astype(np.uint64, copy=False),
-    )
 
 
 def binary_rows(column: pa.ChunkedArray) -> np.ndarray:
@@ -391,10 +366,11 @@ def _group_keepers(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass
 class BucketTask:
-    """Stage `buckets`: one partition's rows -> its forest (`forest-0/<partition>.parquet`)."""
+    """Stage `buckets`: one partition's rows -> its forest's edges (minhash) or its groups (exact, url)."""
 
     cfg: DedupConfig
     work: Path
+    cc_parts: int  # minhash: connected-components partitions (K)
     out_dir: Path  # markers
 
     def setup(self) -> None:
@@ -424,48 +400,17 @@ class BucketTask:
             table = pa.concat_tables(tables) if tables else schema.empty_table()
             if should_stop():
                 raise Interrupted(unit.name)
+            part = int(unit.name)
             if self.cfg.method == "minhash":
                 nodes, roots = connected_components(*self._edges(table))
+                linked = nodes != roots  # the forest's edges: same components, fewer rows
+                # Step 0 is a large-star (K > 1), which takes each edge at both ends.
+                send_edges(self.work, 0, part, nodes[linked], roots[linked], self.cc_parts, both_ends=True)
             else:
                 nodes, roots = _group_keepers(table)
-            write_forest(forest_path(self.work, 0, int(unit.name)), nodes, roots)
+                write_results(self.work / GROUPS, part, nodes, roots, cluster_rows(nodes, roots))
             progress(len(files))
             stats.docs_in, stats.docs_out = table.num_rows, len(nodes)
-        return stats
-
-
-@dataclasses.dataclass
-class MergeTask:
-    """Stage `merge-<r>`: task t of reduction round r merges forests of round r into one of round r+1."""
-
-    method: str
-    work: Path
-    round_: int
-    inputs: list[list[int]]  # per task, the round-r forests it merges
-    out_dir: Path  # markers
-
-    def setup(self) -> None:
-        pass
-
-    def __call__(
-        self,
-        unit: Path,
-        should_stop: Callable[[], bool] = lambda: False,
-        progress: Callable[[int], None] = lambda n: None,
-    ) -> ShardStats:
-        with shard_task(self.out_dir, unit) as stats:
-            task = int(unit.name)
-            forests = [read_forest(forest_path(self.work, self.round_, i)) for i in self.inputs[task]]
-            if should_stop():
-                raise Interrupted(unit.name)
-            if self.method == "minhash":
-                nodes, roots = merge_forests(forests)
-            else:  # groups live in one partition each: forests are disjoint and already resolved
-                nodes = np.concatenate([f[0] for f in forests])
-                roots = np.concatenate([f[1] for f in forests])
-            write_forest(forest_path(self.work, self.round_ + 1, task), nodes, roots)
-            progress(len(forests))
-            stats.docs_in, stats.docs_out = sum(len(f[0]) for f in forests), len(nodes)
         return stats
 
 
@@ -482,7 +427,7 @@ class DedupMark(Step):
 
     name: ClassVar[str] = "dedup"
     method: str = "minhash"
-    final_forest: str = ""
+    results: Results = dataclasses.field(default_factory=list)  # `cc_tasks.find_results` picks one
     shard_index: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -496,7 +441,7 @@ class DedupMark(Step):
     def begin_shard(self, shard: Path) -> None:
         index = self.shard_index[shard.name]
         self._base = index << 32
-        self._nodes, self._roots = read_forest(Path(self.final_forest), self._base, (index + 1) << 32)
+        self._nodes, self._roots = read_labels(*find_results(self.results), self._base, (index + 1) << 32)
 
     def process(self, docs: list[Doc]) -> None:
         if not docs:

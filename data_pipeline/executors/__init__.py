@@ -1,1 +1,1 @@
-"""Executors: run a per-shard task over many shards (local processes, or Slurm job arrays: slurm.py)."""
+"""Executors: run a per-shard task over many shards (local processes, Ray tasks: ray.py, Slurm: slurm.py)."""

@@ -53,6 +53,20 @@ class RunResult:
     wall_seconds: float = 0.0
 
 
+class Executor(Protocol):
+    """How a command's work runs: `LOCAL` (processes here) or `executors.ray.RayExecutor`."""
+
+    def run(
+        self, task: ShardTask, shards: Sequence[Path], *, workers: int, skip_bad: bool, progress: bool
+    ) -> RunResult:
+        """Process every unfinished shard (unit) of one stage; see `run_local`."""
+        ...
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run one whole-directory job (pack, train-tokenizer) and return its result."""
+        ...
+
+
 def _count_rows(shards: Sequence[Path]) -> int | None:
     try:
         return sum(open_parquet(s).metadata.num_rows for s in shards)
@@ -60,13 +74,37 @@ def _count_rows(shards: Sequence[Path]) -> int | None:
         return None  # not Parquet (dedup partitions) or bad: reported when processed
 
 
-def _bars(shards: int, docs: int | None, resumed: int, show: bool) -> tuple[tqdm, tqdm]:
+def progress_bars(shards: int, pending: Sequence[Path], resumed: int, show: bool) -> tuple[tqdm, tqdm]:
+    """The shards and documents bars every executor shows."""
     # Outside a terminal (Slurm logs, CI) print a line every 30 s instead of redrawing.
     interval = 0.2 if sys.stderr.isatty() else 30.0
     common = {"mininterval": interval, "disable": not show, "dynamic_ncols": True}
+    docs = _count_rows(pending) if show else None
     shard_bar = tqdm(total=shards, initial=resumed, desc="shards", unit="shard", **common)
     doc_bar = tqdm(total=docs, desc="documents", unit="doc", unit_scale=True, **common)
     return shard_bar, doc_bar
+
+
+def resume(task: ShardTask, shards: Sequence[Path]) -> tuple[RunResult, list[Path]]:
+    """The stats of the shards finished earlier (they have a marker) and the shards still to do."""
+    result = RunResult()
+    pending: list[Path] = []
+    for shard in shards:
+        done = read_marker(task.out_dir, shard)
+        if done is not None:
+            result.finished.append(done)
+            result.resumed += 1
+        else:
+            pending.append(shard)
+    return result, pending
+
+
+def finish(result: RunResult, shards: Sequence[Path], start: float) -> RunResult:
+    """Put the finished stats in input order (as every executor reports them) and time the run."""
+    order = {s.name: i for i, s in enumerate(shards)}
+    result.finished.sort(key=lambda s: order.get(s.shard, len(order)))
+    result.wall_seconds = time.perf_counter() - start
+    return result
 
 
 def run_local(
@@ -79,18 +117,8 @@ def run_local(
 ) -> RunResult:
     """Process every unfinished shard with `workers` processes (1 = in this process)."""
     start = time.perf_counter()
-    result = RunResult()
-    pending: list[Path] = []
-    for shard in shards:
-        done = read_marker(task.out_dir, shard)
-        if done is not None:
-            result.finished.append(done)
-            result.resumed += 1
-        else:
-            pending.append(shard)
-    shard_bar, doc_bar = _bars(
-        len(shards), _count_rows(pending) if progress else None, result.resumed, progress
-    )
+    result, pending = resume(task, shards)
+    shard_bar, doc_bar = progress_bars(len(shards), pending, result.resumed, progress)
     try:
         if pending:
             runner = _run_inline if workers == 1 or len(pending) == 1 else _run_processes
@@ -98,10 +126,23 @@ def run_local(
     finally:
         shard_bar.close()
         doc_bar.close()
-    order = {s.name: i for i, s in enumerate(shards)}
-    result.finished.sort(key=lambda s: order.get(s.shard, len(order)))
-    result.wall_seconds = time.perf_counter() - start
-    return result
+    return finish(result, shards, start)
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """`--executor local`: shards run in worker processes of this command, whole jobs in it."""
+
+    def run(
+        self, task: ShardTask, shards: Sequence[Path], *, workers: int, skip_bad: bool, progress: bool
+    ) -> RunResult:
+        return run_local(task, shards, workers=workers, skip_bad=skip_bad, progress=progress)
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+
+LOCAL = LocalExecutor()
 
 
 def _run_inline(task, pending, _workers, skip_bad, result, shard_bar, doc_bar) -> None:

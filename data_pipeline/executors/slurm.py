@@ -5,7 +5,7 @@ command with `--executor local --rank i --world-size N` (shards[i::N], `executor
 a job that depends on it (`--dependency=afterok`) and runs the command once more on one CPU: every
 shard then has its completion marker, so that run only merges the markers into `OUT/stats.json`
 and prints the summary to its log, exactly as a local run ends. Multi-stage commands (dedup's
-hash -> buckets -> merge-* -> remove, the stages of `andes-data run RECIPE`) get one array per
+hash -> buckets -> cc-* -> components -> remove, the stages of `andes-data run RECIPE`) get one array per
 stage, each depending on the one before; whole-directory stages (train_tokenizer, pack) are single
 jobs. The submitting command checks the setup, submits, prints the job ids and returns.
 
@@ -184,20 +184,13 @@ def sharded_jobs(base: TaskCommand, shards: Sequence[Path], out_dir: Path, opts:
     return [job, stats]
 
 
-def _dedup_units(
-    shards: Sequence[Path], cfg, out_dir: Path, partitions: int | None, rows_per_partition: int, **build
-) -> list[tuple[str, list[Path], Path | None]]:
-    """(stage, units, marker dir) of a dedup run; the partitions of an existing plan.json win."""
-    from data_pipeline.dedup.run import Plan, build_stages, default_partitions
-    from data_pipeline.guard import DEDUP_WORK_DIR
+def _dedup_units(plan, cfg, out_dir: Path, **build) -> list[tuple[str, list[Path], Path | None, bool]]:
+    """(stage, units, marker dir, needed) of a dedup run with this plan (`dedup.run.sized_plan`);
+    components stages after the round that settled are not needed."""
+    from data_pipeline.dedup.run import build_stages, stage_needed
 
-    plan_file = out_dir / DEDUP_WORK_DIR / "plan.json"
-    if plan_file.is_file():
-        partitions = json.loads(plan_file.read_text())["partitions"]
-    elif partitions is None:
-        partitions = default_partitions(list(shards), cfg, rows_per_partition)
-    plan = Plan([str(s.resolve()) for s in shards], partitions)
-    return [(s.name, s.units, s.task.out_dir) for s in build_stages(plan, cfg, out_dir, **build)]
+    stages = build_stages(plan, cfg, out_dir, **build)
+    return [(s.name, s.units, s.task.out_dir, stage_needed(s)) for s in stages]
 
 
 def dedup_jobs(
@@ -213,28 +206,33 @@ def dedup_jobs(
     rows_per_file: int | None,
     write_dropped: bool,
     skip_bad: bool,
+    cc_partitions: int | None,
 ) -> list[Job]:
-    """dedup: one array per stage (hash, buckets, merge-*, remove), then the stats job."""
+    """dedup: one array per stage (hash, buckets, cc-* and components or semantic's, remove), then
+    the stats job. MinHash's components rounds are submitted up to their planned limit; the rounds
+    after the one that settles find nothing to do (`dedup.cc_tasks`)."""
+    from data_pipeline.dedup.run import sized_plan, stage_units
+    from data_pipeline.guard import DEDUP_WORK_DIR
     from data_pipeline.shard import read_marker
 
+    sizes = (partitions, rows_per_partition, cc_partitions)
+    plan = sized_plan(list(shards), cfg, *sizes, out_dir / DEDUP_WORK_DIR)  # a started run's sizes win
     stages = _dedup_units(
-        shards,
+        plan,
         cfg,
         out_dir,
-        partitions,
-        rows_per_partition,
         batch_rows=batch_rows,
         rows_per_file=rows_per_file,
         write_dropped=write_dropped,
         skip_bad=skip_bad,
     )
-    from data_pipeline.dedup.run import stage_units
-
-    kinds = {name: kind for name, _, kind in stage_units(cfg, len(shards), 1)}
+    kinds = {name: kind for name, _, kind in stage_units(cfg, plan)}
     jobs = []
-    for name, units, marker_dir in stages:
+    for name, units, marker_dir, needed in stages:
+        if opts.only_missing and not needed:
+            continue
         n = opts.array_tasks(len(units))
-        kind = kinds.get(name, "merge")
+        kind = kinds.get(name, "unit")
         job = Job(
             name,
             base.argv(options=[*_task_options((TASK_ID, n), opts.cpus_per_task), "--stage", name]),
@@ -259,10 +257,10 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
 
     Only the first stage's input exists at submission, so later stages are sized for the largest
     input they can get (no stage adds documents): as many shards as the recipe's input and, for a
-    dedup stage without `partitions`, the partitions that input would need. Extra merge rounds
-    are no-ops, and a task whose rank exceeds the actual units has nothing to do.
+    dedup stage without `partitions`, the partitions that input would need. Extra components
+    rounds are no-ops, and a task whose rank exceeds the actual units has nothing to do.
     """
-    from data_pipeline.dedup.run import default_partitions, stage_units
+    from data_pipeline.dedup.run import sized_plan, stage_units
     from data_pipeline.dedup.tasks import DedupConfig
     from data_pipeline.guard import DEDUP_WORK_DIR
     from data_pipeline.io import list_parquet
@@ -287,13 +285,10 @@ def recipe_jobs(base: TaskCommand, recipe: Path, overrides: Sequence[str], opts:
         elif st.kind == "dedup":
             params = st.params
             dcfg = DedupConfig.from_options(params)
-            partitions = params["partitions"]
-            plan_file = p.output / DEDUP_WORK_DIR / "plan.json"
-            if plan_file.is_file():
-                partitions = json.loads(plan_file.read_text())["partitions"]
-            elif partitions is None:  # for the recipe's input: an upper bound after the first stage
-                partitions = default_partitions(first, dcfg, params["rows_per_partition"])
-            for sub, units, kind in stage_units(dcfg, len(first), partitions):
+            # Sized for the recipe's input (an upper bound after the first stage) unless started.
+            sizes = (params["partitions"], params["rows_per_partition"], params["cc_partitions"])
+            plan = sized_plan(first, dcfg, *sizes, p.output / DEDUP_WORK_DIR)
+            for sub, units, kind in stage_units(dcfg, plan):
                 n = opts.array_tasks(units)
                 spec = f"{st.index}:{sub}"
                 argv = base.argv(workers, ["--stage", spec, *task_opts, "--world-size", str(n)])
