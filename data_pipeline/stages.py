@@ -76,11 +76,14 @@ def build_steps(specs: Sequence[tuple[str, dict]]) -> list[Step]:
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the keys whose values differ, descending into nested dicts."""
+    """Dotted names of the keys whose values differ, descending into nested dicts; a key only one
+    side has (a setting an earlier andes did not record) counts, and says so."""
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
+        if (k in old) != (k in new):
+            out.append(f"{prefix}{k} (not recorded {'then' if k in new else 'now'})")
+        elif isinstance(a, dict) and isinstance(b, dict):
             out += changed_keys(a, b, f"{prefix}{k}.")
         elif a != b:
             out.append(f"{prefix}{k}")

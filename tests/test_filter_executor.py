@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.cli import main
-from data_pipeline.stages import DEFAULT_FILTER_STEPS, run_filter
+from data_pipeline.stages import DEFAULT_FILTER_STEPS, changed_keys, run_filter
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTH = [("length", {"min_chars": 20})]
@@ -108,6 +108,15 @@ def test_changed_config_is_refused_unless_overwrite(tmp_path):
     with pytest.raises(ValueError, match="not an andes-data output"):
         run_filter(corpus, tmp_path / "mine", LENGTH, overwrite=True, progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+
+
+def test_a_setting_an_earlier_version_did_not_record_is_named(tmp_path):
+    """An output whose stage.json lacks a key this version records (with any value, None too) is a
+    different configuration, and the message names the key rather than listing nothing."""
+    old = {"method": "minhash", "minhash": {"bands": 14}}
+    new = {"method": "minhash", "minhash": {"bands": 14, "seed": 1}, "cc_partitions": None}
+    assert changed_keys(old, new) == ["cc_partitions (not recorded then)", "minhash.seed (not recorded then)"]
+    assert changed_keys(new, old) == ["cc_partitions (not recorded now)", "minhash.seed (not recorded now)"]
 
 
 def test_bad_step_configuration_is_named(tmp_path):
