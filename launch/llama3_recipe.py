@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pretrain.job_config import compose_config  # noqa: E402
-from pretrain.stages import plan_stages  # noqa: E402
+from pretrain.stages import Stage, plan_stages  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
@@ -92,12 +92,11 @@ def train(nproc: int, run_dir: Path, stop: int, layout: list[str], extra: list[s
          f"training.steps={stop}", *layout, *extra])  # fmt: skip
 
 
-def invocations(overrides: list[str], nproc: int) -> list[tuple[int, list[str]]]:
+def invocations(plan: list[Stage], base_seq_len: int, nproc: int) -> list[tuple[int, list[str]]]:
     """(last step, parallel layout) of each trainer invocation: consecutive stages of one layout."""
-    cfg = compose_config(["recipe=llama3", *overrides], data_path=None)
     out: list[tuple[int, list[str]]] = []
-    for stage in plan_stages(cfg):
-        long = stage.seq_len > cfg.data.seq_len
+    for stage in plan:
+        long = stage.seq_len > base_seq_len
         layout = [f"parallel.cp={nproc}", "parallel.dp_shard=1"] if long else [f"parallel.dp_shard={nproc}"]
         if out and out[-1][1] == layout:
             out[-1] = (stage.last, layout)
@@ -114,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     run_dir = (REPO / a.run_dir).resolve()
     prepare_data()
-    for stop, layout in invocations(a.overrides, a.nproc):
+    cfg = compose_config(["recipe=llama3", *a.overrides], data_path=None)
+    plan = plan_stages(cfg)
+    for stop, layout in invocations(plan, cfg.data.seq_len, a.nproc):
         train(a.nproc, run_dir, stop, layout, a.overrides)
-    anneal = plan_stages(compose_config(["recipe=llama3", *a.overrides], data_path=None))[-1]
+    anneal = plan[-1]
     averaged = run_dir / "averaged"
     if not averaged.is_dir():
         run([sys.executable, "-m", "pretrain.average", f"run.dir={run_dir}", "--steps",

@@ -36,7 +36,8 @@ def test_recipe_stages_follow_llama3s_shape():
 
 
 def test_long_stages_run_as_a_context_parallel_invocation():
-    assert invocations([], 2) == [
+    cfg = compose_config(["recipe=llama3"], data_path=None)
+    assert invocations(plan_stages(cfg), cfg.data.seq_len, 2) == [
         (90, ["parallel.dp_shard=2"]),
         (160, ["parallel.cp=2", "parallel.dp_shard=1"]),
     ]
